@@ -1,0 +1,136 @@
+"""
+### Daily segment refresh
+
+Turns the day's raw shop data into segments, recommendations, campaign scores and channel
+audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is read.
+
+1. **land**: the landing zone's partitions dated on or before D into `raw` (bad rows to
+   `raw.rejected_rows`; a structurally unusable file fails the run before anything is written).
+2. **dbt_profiles**: dbt staging and marts (`user_profiles`, `user_item_interactions`,
+   `fct_campaign_sends`, `dim_users`, ...), one Airflow task per model (Cosmos, `dbt build`,
+   so each model's tests gate its children).
+3. **segments / recommendations / response scores**: Python steps writing schema `ml`.
+4. **dbt_audiences**: `audience_members` from `include/audiences.yml`.
+5. **publish**: channel files under `data/outbox/`, then the analysts' read-only
+   `data/analytics.duckdb`.
+
+DuckDB allows one writing process, so every task that writes the warehouse runs in the one-slot
+pool `duckdb_writer` and the DAG has `max_active_runs=1`: backfills run date after date.
+Domain logic lives in `include/marketing/`; these tasks only call it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import CronDataIntervalTimetable, dag, task
+from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = Path(os.environ.get("MARKETING_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"))
+DBT_EXECUTABLE = Path(os.environ.get("MARKETING_DBT_EXECUTABLE", REPO_ROOT / ".venv" / "bin" / "dbt"))
+WRITER_POOL = "duckdb_writer"
+
+DEFAULT_ARGS = {
+    "owner": "marketing-data",
+    "retries": 1,
+    "retry_delay": timedelta(minutes=1),
+    "pool": WRITER_POOL,
+}
+
+PROFILE_CONFIG = ProfileConfig(
+    profile_name="marketing",
+    target_name="dev",
+    profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
+)
+DBT_OPERATOR_ARGS = {
+    "vars": {"as_of_date": "{{ ds }}"},
+    "pool": WRITER_POOL,
+    "install_deps": False,
+}
+
+
+def _dbt_group(group_id: str, tag: str) -> DbtTaskGroup:
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(DBT_PROJECT_DIR),
+        profile_config=PROFILE_CONFIG,
+        execution_config=ExecutionConfig(
+            dbt_executable_path=str(DBT_EXECUTABLE), invocation_mode=InvocationMode.DBT_RUNNER
+        ),
+        render_config=RenderConfig(
+            select=[f"tag:{tag}"],
+            load_method=LoadMode.DBT_LS,
+            test_behavior=TestBehavior.BUILD,
+            dbt_executable_path=str(DBT_EXECUTABLE),
+        ),
+        operator_args=DBT_OPERATOR_ARGS,
+    )
+
+
+@dag(
+    dag_id="segment_refresh",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["marketing", "segments", "dbt"],
+)
+def segment_refresh():
+    @task
+    def land(ds: str | None = None) -> dict:
+        from marketing.pipeline import land_day
+
+        return land_day(ds)
+
+    @task
+    def segments(ds: str | None = None) -> dict:
+        from marketing.pipeline import build_segments
+
+        return build_segments(ds)
+
+    @task
+    def recommendations(ds: str | None = None) -> dict:
+        from marketing.pipeline import build_recommendations
+
+        return build_recommendations(ds)
+
+    @task
+    def response_scores(ds: str | None = None) -> dict:
+        from marketing.pipeline import score_campaigns
+
+        return score_campaigns(ds)
+
+    @task
+    def audience_definitions(ds: str | None = None) -> dict:
+        from marketing.pipeline import load_audience_definitions
+
+        return load_audience_definitions(ds)
+
+    @task
+    def publish(ds: str | None = None, run_id: str | None = None) -> dict:
+        from marketing.pipeline import publish_audiences
+
+        return publish_audiences(ds, run_id)
+
+    @task
+    def analytics_snapshot() -> dict:
+        from marketing.pipeline import publish_snapshot
+
+        return publish_snapshot()
+
+    profiles = _dbt_group("dbt_profiles", "profiles")
+    audiences = _dbt_group("dbt_audiences", "audiences")
+    ml_steps = [segments(), recommendations(), response_scores()]
+
+    land() >> profiles >> ml_steps >> audience_definitions() >> audiences
+    audiences >> publish() >> analytics_snapshot()
+
+
+segment_refresh()

@@ -1,0 +1,343 @@
+{#-
+    Point-in-time user features, shared by user_profiles (scoring) and fct_campaign_sends
+    (training) so both are computed by the same code.
+
+    `spine` names a relation or CTE with one row per spine_key and the columns
+        spine_key       unique key of the row (user_id for profiles, send_id for sends)
+        user_id
+        reference_at    timestamp: only orders/events strictly before it are used
+        reference_date  date recency and tenure are measured against
+    The macro emits CTEs (pit_*) ending with `point_in_time_features`: one row per spine_key
+    with the columns of point_in_time_feature_columns(). Place it inside a `with` clause.
+
+    Windows are [reference_at - N days, reference_at). Sessions count in the window they
+    started in. Shares are the fraction of the user's 90-day events per category.
+
+    Scales as n log n: every event, session and order is sorted once per user together with
+    three boundary markers per spine row (reference, reference - 30 d, reference - 90 d); a
+    running sum at each marker counts what happened strictly before it (markers sort before
+    events at the same instant), and a window count is the difference of two markers. No
+    event is ever paired with a spine row, of its own user or any other.
+-#}
+
+{% macro point_in_time_feature_columns(share_categories) -%}
+    {%- set columns = [
+        'tenure_days',
+        'recency_days',
+        'count_orders_lifetime',
+        'monetary_lifetime',
+        'average_order_value',
+        'count_views_30d',
+        'count_carts_30d',
+        'count_purchases_30d',
+        'count_sessions_30d',
+        'count_views_90d',
+        'count_carts_90d',
+        'count_purchases_90d',
+        'count_sessions_90d',
+        'conversion_rate_90d',
+    ] -%}
+    {%- for share_category in share_categories -%}
+        {%- do columns.append('share_' ~ share_category.slug) -%}
+    {%- endfor -%}
+    {{ return(columns) }}
+{%- endmacro %}
+
+
+{% macro point_in_time_features(spine, share_categories) -%}
+{%- set running_total -%}
+    over (
+        partition by user_id
+        order by timeline_at, timeline_rank
+        rows between unbounded preceding and current row
+    )
+{%- endset -%}
+{%- set behaviour_flags = ['is_view', 'is_cart', 'is_purchase', 'is_session_start'] -%}
+{%- set category_flags = [] -%}
+{%- for share_category in share_categories -%}
+    {%- do category_flags.append('is_category_' ~ share_category.slug) -%}
+{%- endfor -%}
+{%- set event_flags = behaviour_flags + ['is_event'] + category_flags -%}
+{%- set behaviour_counts = {
+    'is_view': 'count_views',
+    'is_cart': 'count_carts',
+    'is_purchase': 'count_purchases',
+    'is_session_start': 'count_sessions',
+} -%}
+
+pit_spine as (
+
+    select
+        spine_key,
+        user_id,
+        reference_at,
+        reference_date
+    from {{ spine }}
+
+),
+
+pit_spine_users as (
+
+    select distinct user_id
+    from pit_spine
+
+),
+
+pit_users as (
+
+    select
+        users.user_id,
+        users.signed_up_at
+    from {{ ref('int_users_with_privacy_flags') }} as users
+    inner join pit_spine_users
+        on users.user_id = pit_spine_users.user_id
+
+),
+
+pit_orders as (
+
+    select
+        orders.user_id,
+        orders.ordered_at,
+        orders.order_total
+    from {{ ref('int_orders_with_totals') }} as orders
+    inner join pit_spine_users
+        on orders.user_id = pit_spine_users.user_id
+
+),
+
+pit_order_timeline as (
+
+    -- markers first: their typed columns give the union its types
+    select
+        user_id,
+        reference_at as timeline_at,
+        0 as timeline_rank,
+        spine_key,
+        0 as is_order,
+        cast(0 as {{ dbt.type_numeric() }}) as order_total,
+        cast(null as {{ dbt.type_timestamp() }}) as ordered_at
+    from pit_spine
+
+    union all
+
+    select
+        user_id,
+        ordered_at as timeline_at,
+        1 as timeline_rank,
+        null as spine_key,
+        1 as is_order,
+        order_total,
+        ordered_at
+    from pit_orders
+
+),
+
+pit_orders_before as (
+
+    select
+        spine_key,
+        timeline_rank,
+        sum(is_order) {{ running_total }} as count_orders_before,
+        -- order totals are exact decimals: the running sum is order-independent
+        sum(order_total) {{ running_total }} as monetary_before,
+        max(ordered_at) {{ running_total }} as last_ordered_at
+    from pit_order_timeline
+
+),
+
+pit_order_features as (
+
+    select
+        spine_key,
+        count_orders_before,
+        monetary_before,
+        last_ordered_at
+    from pit_orders_before
+    where timeline_rank = 0
+
+),
+
+pit_events as (
+
+    select
+        events.user_id,
+        events.event_at,
+        events.event_type,
+        items.category
+    from {{ ref('int_events_as_of') }} as events
+    inner join pit_spine_users
+        on events.user_id = pit_spine_users.user_id
+    left join {{ ref('int_items_as_of') }} as items
+        on events.item_id = items.item_id
+
+),
+
+pit_session_starts as (
+
+    select
+        user_id,
+        min(event_at) as session_started_at
+    from {{ ref('int_events_as_of') }}
+    where
+        session_id is not null
+        and user_id in (select user_id from pit_spine_users)
+    group by user_id, session_id
+
+),
+
+pit_event_timeline as (
+
+    {%- for boundary, days_back in [('reference', 0), ('start_30d', 30), ('start_90d', 90)] %}
+
+    select
+        user_id,
+        {% if days_back == 0 -%}
+        reference_at as timeline_at,
+        {%- else -%}
+        {{ dbt.dateadd('day', -days_back, 'reference_at') }} as timeline_at,
+        {%- endif %}
+        0 as timeline_rank,
+        spine_key,
+        '{{ boundary }}' as boundary,
+        {%- for flag in event_flags %}
+        0 as {{ flag }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_spine
+
+    union all
+    {%- endfor %}
+
+    select
+        user_id,
+        event_at as timeline_at,
+        1 as timeline_rank,
+        null as spine_key,
+        null as boundary,
+        case when event_type = 'view' then 1 else 0 end as is_view,
+        case when event_type = 'cart' then 1 else 0 end as is_cart,
+        case when event_type = 'purchase' then 1 else 0 end as is_purchase,
+        0 as is_session_start,
+        1 as is_event{{ "," if share_categories }}
+        {%- for share_category in share_categories %}
+        case
+            when category in {{ sql_string_list(share_category.categories) }} then 1
+            else 0
+        end as is_category_{{ share_category.slug }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_events
+
+    union all
+
+    select
+        user_id,
+        session_started_at as timeline_at,
+        1 as timeline_rank,
+        null as spine_key,
+        null as boundary,
+        {%- for flag in event_flags %}
+        {{ 1 if flag == 'is_session_start' else 0 }} as {{ flag }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_session_starts
+
+),
+
+pit_events_before as (
+
+    select
+        spine_key,
+        boundary,
+        timeline_rank,
+        {%- for flag in event_flags %}
+        sum({{ flag }}) {{ running_total }} as {{ flag }}_before{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_event_timeline
+
+),
+
+pit_event_windows as (
+
+    -- count in [reference - N days, reference) = count before reference - count before start
+    select
+        spine_key,
+        {%- for days in [30, 90] %}
+        {%- for flag in behaviour_flags %}
+        sum(
+            case boundary
+                when 'reference' then {{ flag }}_before
+                when 'start_{{ days }}d' then -{{ flag }}_before
+                else 0
+            end
+        ) as {{ behaviour_counts[flag] }}_{{ days }}d,
+        {%- endfor %}
+        {%- endfor %}
+        {%- for flag in ['is_event'] + category_flags %}
+        sum(
+            case boundary
+                when 'reference' then {{ flag }}_before
+                when 'start_90d' then -{{ flag }}_before
+                else 0
+            end
+        ) as {{ flag }}_90d{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_events_before
+    where timeline_rank = 0
+    group by spine_key
+
+),
+
+point_in_time_features as (
+
+    select
+        pit_spine.spine_key,
+        {{ dbt.datediff(
+            'cast(pit_users.signed_up_at as date)', 'pit_spine.reference_date', 'day'
+        ) }} as tenure_days,
+        {{ dbt.datediff(
+            'cast(pit_order_features.last_ordered_at as date)', 'pit_spine.reference_date', 'day'
+        ) }} as recency_days,
+        cast(
+            coalesce(pit_order_features.count_orders_before, 0) as {{ dbt.type_bigint() }}
+        ) as count_orders_lifetime,
+        cast(
+            coalesce(pit_order_features.monetary_before, 0) as {{ type_double() }}
+        ) as monetary_lifetime,
+        case
+            when pit_order_features.count_orders_before > 0
+                then cast(pit_order_features.monetary_before as {{ type_double() }})
+                    / pit_order_features.count_orders_before
+            else 0
+        end as average_order_value,
+        {%- for days in [30, 90] %}
+        {%- for flag in behaviour_flags %}
+        cast(
+            pit_event_windows.{{ behaviour_counts[flag] }}_{{ days }}d as {{ dbt.type_bigint() }}
+        ) as {{ behaviour_counts[flag] }}_{{ days }}d,
+        {%- endfor %}
+        {%- endfor %}
+        case
+            when pit_event_windows.count_views_90d > 0
+                then cast(pit_event_windows.count_purchases_90d as {{ type_double() }})
+                    / pit_event_windows.count_views_90d
+            else 0
+        end as conversion_rate_90d{{ "," if share_categories }}
+        {%- for share_category in share_categories %}
+        case
+            when pit_event_windows.is_event_90d > 0
+                then cast(
+                    pit_event_windows.is_category_{{ share_category.slug }}_90d
+                    as {{ type_double() }}
+                ) / pit_event_windows.is_event_90d
+            else 0
+        end as share_{{ share_category.slug }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_spine
+    left join pit_users
+        on pit_spine.user_id = pit_users.user_id
+    left join pit_order_features
+        on pit_spine.spine_key = pit_order_features.spine_key
+    left join pit_event_windows
+        on pit_spine.spine_key = pit_event_windows.spine_key
+
+)
+{%- endmacro %}

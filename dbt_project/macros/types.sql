@@ -1,0 +1,16 @@
+{% macro type_double() -%}
+    {#- 8-byte float (dbt.type_float() is a 4-byte REAL on DuckDB). -#}
+    {{ return(adapter.dispatch('type_double', 'marketing')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    {{ return('double precision') }}
+{%- endmacro %}
+
+{% macro bigquery__type_double() -%}
+    {{ return('float64') }}
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    {{ return('double') }}
+{%- endmacro %}

@@ -1,0 +1,352 @@
+"""Land the landing zone's daily files into the warehouse's ``raw`` schema.
+
+For a run date D the loader takes every partition ``date=YYYY-MM-DD`` with date <= D that is new,
+changed (SHA-256 of its files differs from ``raw.load_log``) or inside the re-land window
+(D itself by default), and never a later partition. Each table's pending partitions are
+replaced in one transaction together with their ``raw.rejected_rows`` (delete + insert), so
+re-landing a date gives the same rows, and a file that is structurally unusable (unreadable, a
+required column missing) refuses the whole landing before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from marketing.contract import TABLES, TableSpec
+
+logger = logging.getLogger(__name__)
+
+_PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_FILE_SUFFIXES = (".parquet", ".csv")
+
+
+class LandingError(ValueError):
+    """A landed file is structurally unusable; nothing was loaded."""
+
+
+@dataclass
+class LandingReport:
+    """What one landing did: per table, partitions re-landed and rows loaded/rejected."""
+
+    as_of_date: date
+    tables: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejected_by_rule: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(t["rows_loaded"] for t in self.tables.values())
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(t["rows_rejected"] for t in self.tables.values())
+
+
+@dataclass(frozen=True)
+class _Partition:
+    table: str
+    partition_date: date
+    files: tuple[Path, ...]
+    sha256: str
+
+
+def _sha256(files: tuple[Path, ...]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def discover_partitions(landing_dir: Path, table: str, as_of_date: date) -> list[_Partition]:
+    """Partitions of ``table`` dated on or before ``as_of_date``, oldest first."""
+    table_dir = landing_dir / table
+    if not table_dir.is_dir():
+        return []
+    partitions = []
+    for child in sorted(table_dir.iterdir()):
+        match = _PARTITION.match(child.name)
+        if not match or not child.is_dir():
+            continue
+        partition_date = date.fromisoformat(match.group(1))
+        if partition_date > as_of_date:
+            continue  # point in time: a run for D never reads a later partition
+        files = tuple(sorted(p for p in child.iterdir() if p.suffix in _FILE_SUFFIXES))
+        if files:
+            partitions.append(_Partition(table, partition_date, files, _sha256(files)))
+    return partitions
+
+
+def _file_columns(path: Path) -> list[str]:
+    try:
+        if path.suffix == ".parquet":
+            return list(pq.read_schema(path).names)
+        with path.open(encoding="utf-8") as handle:
+            header = handle.readline().strip()
+        return [c.strip().strip('"') for c in header.split(",")] if header else []
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        raise LandingError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+
+
+def check_structure(spec: TableSpec, table: str, files: list[Path]) -> None:
+    """Raise ``LandingError`` naming the file and column when a required column is missing."""
+    for path in files:
+        found = _file_columns(path)
+        missing = [c for c in spec.columns if c not in found]
+        if missing:
+            raise LandingError(
+                f"{path}: table '{table}' is missing required column(s) {', '.join(missing)} "
+                f"(found: {', '.join(found) or 'no columns'})"
+            )
+        extra = sorted(set(found) - set(spec.columns))
+        if extra:
+            logger.warning("%s: ignoring extra column(s) %s", path, ", ".join(extra))
+
+
+def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("create schema if not exists raw")
+    for table, spec in TABLES.items():
+        columns = ", ".join(f'"{c}" {t}' for c, t in spec.columns.items())
+        con.execute(
+            f"create table if not exists raw.{table} "
+            f"({columns}, _partition_date DATE, _source_file VARCHAR)"
+        )
+    con.execute(
+        "create table if not exists raw.rejected_rows (table_name VARCHAR, source_file VARCHAR, "
+        "row_number BIGINT, rule VARCHAR, record VARCHAR, partition_date DATE)"
+    )
+    con.execute(
+        "create table if not exists raw.load_log (table_name VARCHAR, partition_date DATE, "
+        "source_file VARCHAR, file_sha256 VARCHAR, rows_loaded BIGINT, rows_rejected BIGINT)"
+    )
+
+
+def _pending(
+    con: duckdb.DuckDBPyConnection, partitions: list[_Partition], reland_from: date
+) -> list[_Partition]:
+    if not partitions:
+        return []
+    logged = {
+        (row[0], row[1])
+        for row in con.execute(
+            "select partition_date, file_sha256 from raw.load_log where table_name = ?",
+            [partitions[0].table],
+        ).fetchall()
+    }
+    return [
+        p
+        for p in partitions
+        if p.partition_date >= reland_from or (p.partition_date, p.sha256) not in logged
+    ]
+
+
+def _read_sql(files: list[Path]) -> str:
+    paths = ", ".join(f"'{p.as_posix()}'" for p in files)
+    if all(p.suffix == ".parquet" for p in files):
+        return (
+            f"select *, file_row_number + 1 as _row_number from read_parquet([{paths}], "
+            "union_by_name = true, filename = true, file_row_number = true)"
+        )
+    # CSV: every column as text, so a bad value becomes a rejected row, not a failed read.
+    return (
+        f"select *, row_number() over (partition by filename) as _row_number from "
+        f"read_csv([{paths}], union_by_name = true, filename = true, all_varchar = true, "
+        "header = true)"
+    )
+
+
+def _row_rule_sql(spec: TableSpec) -> str:
+    """CASE expression naming the first row-level rule a row breaks (NULL when it passes)."""
+    checks = []
+    for column, column_type in spec.columns.items():
+        checks.append(
+            (f'"{column}" is not null and try_cast("{column}" as {column_type}) is null',
+             f"unparseable_{column}")
+        )
+    for column in spec.not_null:
+        checks.append((f'"{column}" is null', f"null_{column}"))
+    for column, allowed in spec.enums.items():
+        values = ", ".join(f"'{v}'" for v in allowed)
+        checks.append((f'"{column}" is not null and "{column}" not in ({values})', f"invalid_{column}"))
+    for column in spec.non_negative:
+        column_type = spec.columns[column]
+        checks.append((f'try_cast("{column}" as {column_type}) < 0', f"negative_{column}"))
+    if spec.timestamp:
+        checks.append(
+            (f'try_cast("{spec.timestamp}" as TIMESTAMP) >= _partition_date + interval 1 day',
+             "timestamp_after_partition_date")
+        )
+    whens = " ".join(f"when {cond} then '{rule}'" for cond, rule in checks)
+    return f"case {whens} end"
+
+
+def _land_table(
+    con: duckdb.DuckDBPyConnection, table: str, pending: list[_Partition], landing_dir: Path
+) -> dict[str, int]:
+    spec = TABLES[table]
+    files = [f for p in pending for f in p.files]
+    prefix = landing_dir.as_posix().rstrip("/") + "/"
+    typed = ", ".join(f'try_cast("{c}" as {t}) as "{c}"' for c, t in spec.columns.items())
+    record = ", ".join(f"'{c}': \"{c}\"::VARCHAR" for c in spec.columns)
+    con.execute(
+        f"""
+        create or replace temp table _typed as
+        with incoming as (
+            select
+                *,
+                regexp_extract(filename, 'date=(\\d{{4}}-\\d{{2}}-\\d{{2}})', 1)::DATE
+                    as _partition_date,
+                replace(filename, '{prefix}', '') as _source_file,
+            from ({_read_sql(files)})
+        )
+        select
+            _partition_date,
+            _source_file,
+            _row_number,
+            {typed},
+            to_json({{{record}}})::VARCHAR as _record,
+            {_row_rule_sql(spec)} as _row_rule,
+        from incoming
+        """
+    )
+    dates = [p.partition_date for p in pending]
+    con.execute(f"delete from raw.{table} where _partition_date in (select unnest(?::DATE[]))", [dates])
+    con.execute(
+        "delete from raw.rejected_rows where table_name = ? "
+        "and partition_date in (select unnest(?::DATE[]))",
+        [table, dates],
+    )
+    con.execute(
+        "delete from raw.load_log where table_name = ? "
+        "and partition_date in (select unnest(?::DATE[]))",
+        [table, dates],
+    )
+    fk_whens = []
+    for column, (parent, parent_column) in spec.foreign_keys.items():
+        fk_whens.append(
+            f"when not exists (select 1 from raw.{parent} as p where p.{parent_column} = t.{column} "
+            f"and p._partition_date <= t._partition_date) then 'unknown_{column}'"
+        )
+    key_join = " and ".join(f"r.{k} = t.{k}" for k in spec.key)
+    key_list = ", ".join(spec.key)
+    con.execute(
+        f"""
+        create or replace temp table _checked as
+        select
+            t.*,
+            coalesce(
+                t._row_rule,
+                case
+                    {' '.join(fk_whens)}
+                    when row_number() over (
+                        partition by {key_list} order by _partition_date, _source_file, _row_number
+                    ) > 1 then 'duplicate_{"_".join(spec.key)}'
+                    when exists (select 1 from raw.{table} as r where {key_join})
+                        then 'duplicate_{"_".join(spec.key)}'
+                end
+            ) as _rule
+        from _typed as t
+        """
+    )
+    columns = ", ".join(f'"{c}"' for c in spec.columns)
+    con.execute(
+        f"insert into raw.{table} select {columns}, _partition_date, _source_file "
+        "from _checked where _rule is null order by _partition_date, _source_file, _row_number"
+    )
+    con.execute(
+        "insert into raw.rejected_rows select ?, _source_file, _row_number, _rule, _record, "
+        "_partition_date from _checked where _rule is not null "
+        "order by _partition_date, _source_file, _row_number",
+        [table],
+    )
+    for partition in pending:
+        loaded, rejected = con.execute(
+            "select count(*) filter (where _rule is null), count(*) filter (where _rule is not null) "
+            "from _checked where _partition_date = ?",
+            [partition.partition_date],
+        ).fetchone()
+        con.execute(
+            "insert into raw.load_log values (?, ?, ?, ?, ?, ?)",
+            [
+                table,
+                partition.partition_date,
+                ", ".join(f.relative_to(landing_dir).as_posix() for f in partition.files),
+                partition.sha256,
+                loaded,
+                rejected,
+            ],
+        )
+    loaded, rejected = con.execute(
+        "select count(*) filter (where _rule is null), count(*) filter (where _rule is not null) "
+        "from _checked"
+    ).fetchone()
+    con.execute("drop table _typed")
+    con.execute("drop table _checked")
+    return {"partitions": len(pending), "rows_loaded": loaded, "rows_rejected": rejected}
+
+
+def land(
+    con: duckdb.DuckDBPyConnection,
+    landing_dir: Path,
+    as_of_date: date,
+    reland_days: int = 0,
+) -> LandingReport:
+    """Land every pending partition dated on or before ``as_of_date``.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Writable warehouse connection.
+    landing_dir : Path
+        Root of the landing zone (``<table>/date=YYYY-MM-DD/*.parquet|csv``).
+    as_of_date : date
+        The run date D; partitions after D are never read.
+    reland_days : int
+        Partitions dated D - reland_days .. D are re-landed even when unchanged (late data).
+
+    Raises
+    ------
+    LandingError
+        When a pending file is unreadable or misses a required column; nothing is written.
+    """
+    if reland_days < 0:
+        raise ValueError(f"reland_days must be >= 0, got {reland_days}")
+    landing_dir = Path(landing_dir).resolve()
+    if not landing_dir.is_dir():
+        raise LandingError(f"{landing_dir}: landing zone does not exist")
+    _ensure_tables(con)
+    reland_from = as_of_date - timedelta(days=reland_days)
+    plan = {}
+    for table, spec in TABLES.items():
+        pending = _pending(con, discover_partitions(landing_dir, table, as_of_date), reland_from)
+        check_structure(spec, table, [f for p in pending for f in p.files])
+        plan[table] = pending
+    report = LandingReport(as_of_date=as_of_date)
+    con.execute("begin transaction")
+    try:
+        for table, pending in plan.items():
+            if pending:
+                report.tables[table] = _land_table(con, table, pending, landing_dir)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    for rule, count in con.execute(
+        "select rule, count(*) from raw.rejected_rows where partition_date <= ? group by rule "
+        "order by rule",
+        [as_of_date],
+    ).fetchall():
+        report.rejected_by_rule[rule] = count
+    logger.info(
+        "landed %d rows (%d rejected) for %s", report.rows_loaded, report.rows_rejected, as_of_date
+    )
+    return report

@@ -1,0 +1,511 @@
+"""Item-to-item collaborative-filtering neighbours on sparse matrices.
+
+The user x item interaction matrix ``X`` (strength > 0) is turned into column-normalised
+``Xn`` (every item column has unit L2 norm), so the cosine similarity of items ``i`` and
+``j`` is ``(Xn^T Xn)[i, j]``. The product is never materialised densely, nor even whole:
+
+* ``method="sparse_dot_topn"`` (used when ``min_support <= 1``) runs
+  :func:`sparse_dot_topn.sp_matmul_topn` (C++, threaded) keeping the best ``k + 2``
+  products per item row: self, the top ``k`` and one sentinel that proves no dropped entry
+  ties the ``k``-th value. Rows where the sentinel does tie (common on binary data) get a
+  second pass returning every product above ``(1 - 2e-6)`` times their ``k``-th value, so
+  the whole tie is seen and broken by id. Memory ``O(items * k)`` plus bounded chunks.
+* ``method="blocked"`` computes ``Xn[:, block]^T Xn`` with scipy for blocks of item columns,
+  sized so that no block does more than ``max_block_products`` scalar products (so holds no
+  more entries), and keeps the top ``k`` of every row. It is the reference, and the only
+  method that can drop pairs below ``min_support`` co-occurring users before ranking.
+
+Both give identical output (checked on a power-law 200k users x 20k items x 2M
+interactions, weighted and binary). Measured there on 2 cores, k=20: sparse_dot_topn 0.7 s
+(weighted) / 3.4 s (binary: 64% of items tied at rank 20), blocked 4.8 s / 3.2 s
+(3.5 s with ``min_support=2``), each under 0.3 GB above the input.
+
+Ties. Floating-point sums of mathematically equal similarities can differ in the last bits,
+so similarities are rounded to :data:`SIGNIFICANT_DIGITS` significant decimal digits
+(:func:`round_significant`); the rounded value is both the published similarity and the
+sort key. Equal rounded values are ties, broken by neighbour item id ascending.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+SIGNIFICANT_DIGITS = 7
+"""Similarities and scores are rounded to this many significant digits (tie detection)."""
+
+MAX_BLOCK_PRODUCTS = 4_000_000
+"""Default bound on scalar products (so result entries) held per block (~0.3 GB)."""
+
+METHODS = ("auto", "sparse_dot_topn", "blocked")
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "strength", "has_purchased")
+
+NEIGHBOUR_COLUMNS = ("item_id", "neighbour_item_id", "rank", "similarity")
+
+
+@dataclass(frozen=True, eq=False)
+class InteractionMatrix:
+    """A user x item interaction matrix with its row and column labels.
+
+    Attributes
+    ----------
+    strength : scipy.sparse.csr_matrix
+        ``(n_users, n_items)`` float32 interaction strengths, all stored values > 0,
+        canonical format (sorted indices, no duplicates).
+    user_ids : numpy.ndarray
+        int64 user id of each row, sorted ascending, unique.
+    item_ids : numpy.ndarray
+        int64 item id of each column, sorted ascending, unique.
+    purchased : scipy.sparse.csr_matrix
+        ``(n_users, n_items)`` bool matrix, True where the user purchased the item.
+    """
+
+    strength: sp.csr_matrix
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    purchased: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        shape = (len(self.user_ids), len(self.item_ids))
+        if self.strength.shape != shape or self.purchased.shape != shape:
+            raise ValueError(
+                f"strength and purchased must have shape {shape} (users x items), got "
+                f"{self.strength.shape} and {self.purchased.shape}"
+            )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_users, n_items)``."""
+        return self.strength.shape
+
+
+def interaction_matrix(interactions: pd.DataFrame) -> InteractionMatrix:
+    """Build the sparse user x item matrix from ``marts.user_item_interactions`` rows.
+
+    Parameters
+    ----------
+    interactions : pandas.DataFrame
+        One row per (user_id, item_id) with at least ``user_id``, ``item_id``,
+        ``strength`` (finite, > 0) and ``has_purchased`` (bool). Other columns are ignored.
+        Pass a single ``as_of_date`` partition.
+
+    Returns
+    -------
+    InteractionMatrix
+        Rows are the distinct users, columns the distinct items, both sorted by id.
+
+    Raises
+    ------
+    ValueError
+        On a missing column, a null id or flag, a non-positive or non-finite strength,
+        or a duplicated (user_id, item_id) pair.
+    """
+    missing = [column for column in INTERACTION_COLUMNS if column not in interactions.columns]
+    if missing:
+        raise ValueError(
+            f"interactions lack required columns {missing}, got {list(interactions.columns)}"
+        )
+    for column in INTERACTION_COLUMNS:
+        nulls = int(interactions[column].isna().sum())
+        if nulls:
+            raise ValueError(f"interactions.{column} must not be null, got {nulls} null rows")
+    users = interactions["user_id"].to_numpy(dtype=np.int64)
+    items = interactions["item_id"].to_numpy(dtype=np.int64)
+    strength = interactions["strength"].to_numpy(dtype=np.float64)
+    has_purchased = interactions["has_purchased"].to_numpy(dtype=bool)
+    bad = ~(np.isfinite(strength) & (strength > 0))
+    if bad.any():
+        raise ValueError(
+            f"interactions.strength must be finite and > 0, got {int(bad.sum())} bad rows "
+            f"(first: {strength[bad][0]!r})"
+        )
+    user_ids, rows = np.unique(users, return_inverse=True)
+    item_ids, cols = np.unique(items, return_inverse=True)
+    shape = (len(user_ids), len(item_ids))
+    keys = rows.astype(np.int64) * max(shape[1], 1) + cols
+    duplicates = len(keys) - len(np.unique(keys))
+    if duplicates:
+        raise ValueError(
+            "interactions must have one row per (user_id, item_id) (a single as_of_date), "
+            f"got {duplicates} duplicated pairs"
+        )
+    matrix = sp.csr_matrix((strength.astype(np.float32), (rows, cols)), shape=shape)
+    matrix.sort_indices()
+    purchased = sp.csr_matrix(
+        (np.ones(int(has_purchased.sum()), dtype=bool), (rows[has_purchased], cols[has_purchased])),
+        shape=shape,
+    )
+    purchased.sort_indices()
+    logger.info("interaction matrix: %d users x %d items, %d interactions", *shape, matrix.nnz)
+    return InteractionMatrix(
+        strength=matrix, user_ids=user_ids, item_ids=item_ids, purchased=purchased
+    )
+
+
+def round_significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
+    """Round to ``digits`` significant decimal digits (the tie-detection rule).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Finite floats.
+    digits : int, default :data:`SIGNIFICANT_DIGITS`
+        Significant digits to keep (>= 1).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array; each value is the double nearest to its rounded decimal, so
+        ``0.3333333`` prints as such. Zeros stay zero.
+    """
+    if digits < 1:
+        raise ValueError(f"digits must be >= 1, got {digits}")
+    values = np.asarray(values, dtype=np.float64)
+    out = np.zeros_like(values)
+    nonzero = values != 0
+    x = values[nonzero]
+    scale = digits - 1 - np.floor(np.log10(np.abs(x))).astype(np.int64)
+    up = scale >= 0
+    factor = 10.0 ** np.abs(scale)  # exact for |scale| <= 22
+    out[nonzero] = np.where(up, np.round(x * factor) / factor, np.round(x / factor) * factor)
+    return out
+
+
+def top_k_per_row(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Select the ``k`` best entries of every row of a sparse matrix in coordinate form.
+
+    Order within a row: rounded value (:func:`round_significant`) descending, then column
+    ascending. Columns stand for sorted ids, so "column ascending" is "id ascending".
+    Linear work per entry: the ``k``-th largest value of each longer row is found with
+    :func:`numpy.partition` on rows padded to a power-of-two width (dense chunks of at
+    most :data:`PARTITION_CELLS` cells); only entries that can round to at least that value
+    are rounded and sorted.
+
+    Parameters
+    ----------
+    rows, cols : numpy.ndarray
+        Integer coordinates of the stored entries (any order, no duplicate pairs).
+    values : numpy.ndarray
+        Raw (unrounded) finite values of the entries.
+    k : int
+        Entries to keep per row (>= 1).
+
+    Returns
+    -------
+    selected : numpy.ndarray
+        Positions into the inputs of the kept entries, sorted by row then rank.
+    rank : numpy.ndarray
+        int32 rank (1..k) of each kept entry within its row.
+    rounded : numpy.ndarray
+        float64 rounded value of each kept entry.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    rows = np.asarray(rows)
+    values = np.asarray(values, dtype=np.float64)
+    n = len(rows)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0)
+    grouping = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else None
+    grouped_rows = rows if grouping is None else rows[grouping]
+    grouped_values = values if grouping is None else values[grouping]
+    starts = np.flatnonzero(np.r_[True, grouped_rows[1:] != grouped_rows[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    group = np.repeat(np.arange(len(starts)), lengths)
+    kth = _kth_largest(grouped_values, starts, lengths, k)
+    # round() is monotone, so the k-th largest key is the key of the k-th largest value;
+    # a value can share that key only within 2e-6 (relative) of it.
+    bound = kth[group]
+    candidates = np.flatnonzero(grouped_values >= bound - 2e-6 * np.abs(bound))
+    keys = round_significant(grouped_values[candidates])
+    kth_key = np.where(np.isfinite(kth), round_significant(np.nan_to_num(kth, neginf=0.0)), -np.inf)
+    candidates, keys = (
+        candidates[keys >= kth_key[group[candidates]]],
+        keys[keys >= kth_key[group[candidates]]],
+    )
+    original = candidates if grouping is None else grouping[candidates]
+    order = np.lexsort((np.asarray(cols)[original], -keys, group[candidates]))
+    rank = _rank_in_group(group[candidates][order])
+    keep = rank < k
+    return original[order][keep], (rank[keep] + 1).astype(np.int32), keys[order][keep]
+
+
+PARTITION_CELLS = 4_000_000
+"""Cells of one dense padded chunk used to find per-row k-th largest values."""
+
+
+def _kth_largest(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, k: int) -> np.ndarray:
+    """k-th largest value of each group of ``values`` (contiguous groups); -inf if shorter."""
+    kth = np.full(len(starts), -np.inf)
+    long_groups = np.flatnonzero(lengths > k)
+    if not len(long_groups):
+        return kth
+    widths = 2 ** np.ceil(np.log2(lengths[long_groups])).astype(np.int64)
+    for width in np.unique(widths):
+        members = long_groups[widths == width]
+        per_chunk = max(1, PARTITION_CELLS // int(width))
+        for begin in range(0, len(members), per_chunk):
+            chunk = members[begin : begin + per_chunk]
+            counts = lengths[chunk]
+            local = np.repeat(np.arange(len(chunk)), counts)
+            offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+            dense = np.full((len(chunk), int(width)), np.inf)
+            dense[local, offsets] = -values[np.repeat(starts[chunk], counts) + offsets]
+            kth[chunk] = -np.partition(dense, k - 1, axis=1)[:, k - 1]
+    return kth
+
+
+def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
+    """0-based position of every element within its run of equal values."""
+    n = len(sorted_groups)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    lengths = np.diff(np.r_[starts, n])
+    return np.arange(n, dtype=np.int64) - np.repeat(starts, lengths)
+
+
+def product_blocks(products: np.ndarray, max_block_products: int) -> list[np.ndarray]:
+    """Split ``0..len(products)-1`` into consecutive blocks of bounded total cost.
+
+    Parameters
+    ----------
+    products : numpy.ndarray
+        Cost (scalar products) of each row; a row costlier than the bound is a block alone.
+    max_block_products : int
+        Bound on the summed cost of a block (>= 1).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Consecutive index blocks covering every row once.
+    """
+    if max_block_products < 1:
+        raise ValueError(f"max_block_products must be >= 1, got {max_block_products}")
+    blocks: list[np.ndarray] = []
+    start, n = 0, len(products)
+    cumulative = np.cumsum(products, dtype=np.float64)
+    while start < n:
+        base = cumulative[start - 1] if start else 0.0
+        stop = int(np.searchsorted(cumulative, base + max_block_products, side="right"))
+        stop = max(stop, start + 1)
+        blocks.append(np.arange(start, stop))
+        start = stop
+    return blocks
+
+
+def _normalised_columns(strength: sp.csr_matrix) -> sp.csc_matrix:
+    """Column-L2-normalised float64 copy of ``strength`` (every column has a value > 0)."""
+    matrix = strength.astype(np.float64).tocsc()
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    matrix.data /= np.repeat(norms, np.diff(matrix.indptr))
+    return matrix
+
+
+def _empty_neighbours() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": np.zeros(0, dtype=np.int64),
+            "neighbour_item_id": np.zeros(0, dtype=np.int64),
+            "rank": np.zeros(0, dtype=np.int32),
+            "similarity": np.zeros(0, dtype=np.float64),
+        }
+    )
+
+
+def _blocked_top_k(
+    normalised: sp.csc_matrix,
+    binary: sp.csc_matrix,
+    item_rows: np.ndarray,
+    k: int,
+    min_support: int,
+    max_block_products: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top-k neighbours of the items ``item_rows`` (column indices) by blocks."""
+    by_user = normalised.tocsr()
+    binary_by_user = binary.tocsr() if min_support > 1 else None
+    # Scalar products of item i against all items = sum of row lengths of i's users.
+    row_lengths = np.diff(by_user.indptr).astype(np.float64)
+    costs = (binary.T @ row_lengths)[item_rows]
+    parts: list[tuple[np.ndarray, ...]] = []
+    for block in product_blocks(costs, max_block_products):
+        items = item_rows[block]
+        product = normalised[:, items].T.tocsr() @ by_user
+        rows = np.repeat(items, np.diff(product.indptr))
+        cols = product.indices.astype(np.int64)
+        keep = (cols != rows) & (product.data > 0)
+        if binary_by_user is not None:
+            support = binary[:, items].T.tocsr() @ binary_by_user
+            # Same operand patterns give the same result pattern (strengths are > 0).
+            if not (
+                np.array_equal(support.indptr, product.indptr)
+                and np.array_equal(support.indices, product.indices)
+            ):
+                raise RuntimeError("support and similarity products have different patterns")
+            keep &= support.data >= min_support
+        rows, cols = rows[keep], cols[keep]
+        selected, rank, values = top_k_per_row(rows, cols, product.data[keep], k)
+        parts.append((rows[selected], cols[selected], rank, values))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty.astype(np.int32), empty.astype(np.float64)
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+
+
+def _topn_top_k(
+    normalised: sp.csc_matrix,
+    binary: sp.csc_matrix,
+    k: int,
+    max_block_products: int,
+    n_threads: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top-k with sparse_dot_topn: a top-(k+2) pass, then a threshold pass on ties.
+
+    Pass 1 keeps the best ``k + 2`` products of every item row (self + k + one sentinel).
+    A row is settled when it kept fewer (nothing was dropped) or when its ``(k+1)``-th kept
+    non-self value is strictly below its ``k``-th: every dropped value is <= the smallest
+    kept one, so nothing dropped can tie into the top ``k``. The other rows (a tie at rank
+    ``k``, common on binary data) get pass 2: every product above ``(1 - 2e-6) * v_k``
+    (``v_k`` = the row's k-th value, so the whole tie comes back), in chunks of rows sorted by
+    ``v_k`` whose possible output is bounded by ``max_block_products``.
+    """
+    from sparse_dot_topn import sp_matmul_topn
+
+    by_item = normalised.T.tocsr()
+    by_user = normalised.tocsr()
+    n_items = normalised.shape[1]
+    result = sp_matmul_topn(by_item, by_user, top_n=k + 2, n_threads=n_threads)
+    rows, cols, values = _sorted_entries(result, np.arange(n_items, dtype=np.int64))
+    rank = _rank_in_group(rows)
+    kth = np.full(n_items, np.nan)
+    after = np.full(n_items, np.nan)
+    kth[rows[rank == k - 1]] = values[rank == k - 1]
+    after[rows[rank == k]] = values[rank == k]
+    tied = (np.diff(result.indptr) >= k + 2) & ~(after < kth)
+    settled = (rank < k) & ~tied[rows]
+    parts = [(rows[settled], cols[settled], rank[settled], values[settled])]
+    pending = np.flatnonzero(tied)
+    logger.info("sparse_dot_topn: %d of %d items tied at rank %d", len(pending), n_items, k)
+    if len(pending):
+        pending = pending[np.argsort(-kth[pending], kind="stable")]
+        row_lengths = np.diff(by_user.indptr).astype(np.float64)
+        bound = np.minimum(binary.T @ row_lengths, n_items)[pending]
+        for block in product_blocks(bound, max_block_products):
+            chunk = pending[block]
+            # A raw value rounding to v_k lies within 5e-7 (relative) of it.
+            threshold = float(kth[chunk].min()) * (1 - 2e-6)
+            result = sp_matmul_topn(
+                by_item[chunk], by_user, top_n=n_items, threshold=threshold, n_threads=n_threads
+            )
+            rows, cols, values = _sorted_entries(result, chunk)
+            keep = values >= kth[rows]
+            rows, cols, values = rows[keep], cols[keep], values[keep]
+            rank = _rank_in_group(rows)
+            keep = rank < k
+            parts.append((rows[keep], cols[keep], rank[keep], values[keep]))
+    rows, cols, rank, values = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    return rows, cols, (rank + 1).astype(np.int32), values
+
+
+def _sorted_entries(
+    result: sp.csr_matrix, row_items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-self entries of an item-row product, rounded and sorted by (row, -value, col)."""
+    rows = np.repeat(row_items, np.diff(result.indptr))
+    cols = result.indices.astype(np.int64)
+    keep = (cols != rows) & (result.data > 0)
+    rows, cols = rows[keep], cols[keep]
+    values = round_significant(result.data[keep])
+    order = np.lexsort((cols, -values, rows))
+    return rows[order], cols[order], values[order]
+
+
+def item_neighbours(
+    matrix: InteractionMatrix,
+    k: int = 20,
+    min_support: int = 1,
+    *,
+    method: str = "auto",
+    max_block_products: int = MAX_BLOCK_PRODUCTS,
+    n_threads: int | None = None,
+) -> pd.DataFrame:
+    """Top-``k`` most cosine-similar items of every item, on sparse matrices only.
+
+    Parameters
+    ----------
+    matrix : InteractionMatrix
+        From :func:`interaction_matrix`; item columns are the strength vectors over users.
+    k : int, default 20
+        Neighbours kept per item (>= 1).
+    min_support : int, default 1
+        Minimum number of users who interacted with both items for the pair to count.
+    method : {"auto", "sparse_dot_topn", "blocked"}, default "auto"
+        Engine (see the module docstring); both give identical results. ``"auto"`` uses
+        sparse_dot_topn (measured fastest) unless ``min_support > 1``, which needs
+        ``"blocked"``.
+    max_block_products : int, default :data:`MAX_BLOCK_PRODUCTS`
+        Memory bound: scalar products (entries held) per block of items.
+    n_threads : int, optional
+        Threads for sparse_dot_topn; default all CPUs. The result does not depend on it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``item_id``, ``neighbour_item_id`` (int64), ``rank`` (int32, 1..k) and
+        ``similarity`` (float64, in (0, 1], rounded to :data:`SIGNIFICANT_DIGITS`
+        significant digits), sorted by item_id then rank. Ranks order similarity
+        descending, ties by neighbour_item_id ascending. An item is never its own
+        neighbour; pairs with similarity 0 (no shared user) are absent, so items sharing no
+        user with another item have no rows.
+
+    Raises
+    ------
+    ValueError
+        On ``k < 1``, ``min_support < 1``, an unknown method, or ``method="sparse_dot_topn"``
+        with ``min_support > 1``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if min_support < 1:
+        raise ValueError(f"min_support must be >= 1, got {min_support}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "sparse_dot_topn" and min_support > 1:
+        raise ValueError(
+            f"method 'sparse_dot_topn' cannot filter by min_support, got {min_support}"
+        )
+    n_items = matrix.shape[1]
+    if n_items == 0 or matrix.strength.nnz == 0:
+        return _empty_neighbours()
+    normalised = _normalised_columns(matrix.strength)
+    binary = normalised.copy()
+    binary.data = np.ones_like(binary.data)
+    if method == "blocked" or min_support > 1:
+        all_items = np.arange(n_items, dtype=np.int64)
+        parts = _blocked_top_k(normalised, binary, all_items, k, min_support, max_block_products)
+    else:
+        threads = n_threads if n_threads is not None else (os.cpu_count() or 1)
+        parts = _topn_top_k(normalised, binary, k, max_block_products, threads)
+    rows, cols, rank, values = parts
+    order = np.lexsort((rank, rows))
+    result = pd.DataFrame(
+        {
+            "item_id": matrix.item_ids[rows[order]],
+            "neighbour_item_id": matrix.item_ids[cols[order]],
+            "rank": rank[order].astype(np.int32),
+            "similarity": values[order].astype(np.float64),
+        }
+    )
+    logger.info("item neighbours: %d pairs for %d items (k=%d)", len(result), n_items, k)
+    return result

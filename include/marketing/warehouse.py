@@ -1,0 +1,111 @@
+"""DuckDB I/O: the one module that opens the warehouse and reads or writes tables.
+
+Everything else in the package works on DataFrames, arrays and sparse matrices.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# Extensions cannot be downloaded here (and should not be at run time anywhere): parquet, json
+# and icu are built in. dbt_project/profiles.yml uses the same config_options: DuckDB refuses a
+# second in-process connection to one file with a different configuration.
+CONNECTION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+@contextmanager
+def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the DuckDB file at ``path`` and close it afterwards.
+
+    DuckDB allows one writing process at a time, so callers keep connections short-lived; the
+    DAG serialises writers with a one-slot pool.
+    """
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only, config=dict(CONNECTION_CONFIG))
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
+    """Run ``sql`` with ``params`` and return the result as a DataFrame."""
+    return con.execute(sql, params or []).df()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:
+    schema, name = qualified_name.split(".")
+    row = con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+        [schema, name],
+    ).fetchone()
+    return bool(row[0])
+
+
+def _add_missing_columns(con: duckdb.DuckDBPyConnection, qualified_name: str) -> None:
+    """Add columns present in the registered ``_incoming`` frame but not yet in the table."""
+    schema, name = qualified_name.split(".")
+    existing = {
+        row[0]
+        for row in con.execute(
+            "select column_name from information_schema.columns "
+            "where table_schema = ? and table_name = ?",
+            [schema, name],
+        ).fetchall()
+    }
+    for column_name, column_type, *_ in con.execute("describe _incoming").fetchall():
+        if column_name not in existing:
+            con.execute(f'alter table {qualified_name} add column "{column_name}" {column_type}')
+
+
+def replace_partition(
+    con: duckdb.DuckDBPyConnection,
+    qualified_name: str,
+    frame: pd.DataFrame,
+    as_of_date: date,
+    also_keyed_by: dict[str, str] | None = None,
+) -> int:
+    """Replace the rows of ``as_of_date`` in ``qualified_name`` with ``frame``, atomically.
+
+    ``also_keyed_by`` narrows the replaced partition for tables several steps share, e.g.
+    ``{"model": "segments"}`` on ``ml.model_runs`` replaces only that model's rows of the date.
+
+    The table is created from the frame's schema on first use; columns that appear later (a new
+    catalogue category, say) are added. Re-running a date therefore replaces exactly that date.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    keys = dict(also_keyed_by or {})
+    frame = frame.assign(as_of_date=pd.Timestamp(as_of_date).date(), **keys)
+    schema = qualified_name.split(".")[0]
+    con.execute(f"create schema if not exists {schema}")
+    con.register("_incoming", frame)
+    try:
+        con.execute("begin transaction")
+        con.execute(f"create table if not exists {qualified_name} as select * from _incoming limit 0")
+        _add_missing_columns(con, qualified_name)
+        where = " and ".join(["as_of_date = ?"] + [f'"{k}" = ?' for k in keys])
+        con.execute(f"delete from {qualified_name} where {where}", [as_of_date, *keys.values()])
+        con.execute(f"insert into {qualified_name} by name select * from _incoming")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        con.unregister("_incoming")
+    logger.info("wrote %d rows to %s for %s", len(frame), qualified_name, as_of_date)
+    return len(frame)

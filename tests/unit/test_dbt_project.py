@@ -1,0 +1,475 @@
+"""The dbt project on a tiny hand-made warehouse: known answers, point in time, idempotence.
+
+dbt runs in process (``dbtRunner``) against a temporary DuckDB file; every invocation uses its
+own target and log paths so parallel test runs do not clash. The whole module makes seven dbt
+invocations (~45 s on 2 cores), shared through module-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from marketing.warehouse import CONNECTION_CONFIG
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+
+dbt_main = pytest.importorskip("dbt.cli.main")
+
+
+def _load_raw_fixture():
+    spec = importlib.util.spec_from_file_location(
+        "raw_fixture", REPO_ROOT / "tests" / "fixtures" / "raw_fixture.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+raw_fixture = _load_raw_fixture()
+D1 = raw_fixture.D1
+D2 = raw_fixture.D2
+
+
+def run_dbt(args: list[str], warehouse: Path, work_dir: Path):
+    """Invoke dbt in process with MARKETING_WAREHOUSE pointing at ``warehouse``."""
+    command = [
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        "--target-path",
+        str(work_dir / "target"),
+        "--log-path",
+        str(work_dir / "logs"),
+        "--quiet",
+    ]
+    previous = os.environ.get("MARKETING_WAREHOUSE")
+    os.environ["MARKETING_WAREHOUSE"] = str(warehouse)
+    try:
+        return dbt_main.dbtRunner().invoke(command)
+    finally:
+        if previous is None:
+            os.environ.pop("MARKETING_WAREHOUSE", None)
+        else:
+            os.environ["MARKETING_WAREHOUSE"] = previous
+
+
+def run_ok(args: list[str], warehouse: Path, work_dir: Path) -> None:
+    result = run_dbt(args, warehouse, work_dir)
+    failures = []
+    if result.result is not None and hasattr(result.result, "results"):
+        failures = [
+            f"{r.node.name}: {r.status} {r.message}"
+            for r in result.result.results
+            if str(r.status) not in {"success", "pass"}
+        ]
+    assert result.success, f"dbt {' '.join(args)} failed: {result.exception} {failures}"
+
+
+def as_of(day: date) -> list[str]:
+    return ["--vars", f"{{as_of_date: '{day.isoformat()}'}}"]
+
+
+def read_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
+    tables = [
+        "user_profiles",
+        "user_item_interactions",
+        "fct_campaign_sends",
+        "dim_users",
+        "fct_orders",
+        "audience_members",
+    ]
+    con = duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG))
+    try:
+        return {t: con.execute(f"select * from marts.{t} order by all").df() for t in tables}
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory) -> dict[str, dict[str, pd.DataFrame]]:
+    """Build D1, re-run D1, build D2, re-run D1; the marts after every step."""
+    work = tmp_path_factory.mktemp("dbt_history")
+    warehouse = raw_fixture.build_warehouse(work / "warehouse.duckdb")
+    steps = {}
+    run_ok(["build", *as_of(D1)], warehouse, work)
+    steps["d1"] = read_tables(warehouse)
+    run_ok(["run", *as_of(D1)], warehouse, work)
+    steps["d1_again"] = read_tables(warehouse)
+    run_ok(["build", *as_of(D2)], warehouse, work)
+    steps["d2"] = read_tables(warehouse)
+    run_ok(["run", *as_of(D1)], warehouse, work)
+    steps["d1_after_d2"] = read_tables(warehouse)
+    return steps
+
+
+def profile(tables: dict[str, pd.DataFrame], user_id: int, day: date) -> pd.Series:
+    frame = tables["user_profiles"]
+    rows = frame[(frame["user_id"] == user_id) & (pd.to_datetime(frame["as_of_date"]) == str(day))]
+    assert len(rows) == 1, f"expected one profile for user {user_id} on {day}, got {len(rows)}"
+    return rows.iloc[0]
+
+
+def profile_days(tables: dict[str, pd.DataFrame]) -> dict[str, list[int]]:
+    frame = tables["user_profiles"]
+    days = pd.to_datetime(frame["as_of_date"]).dt.date.astype(str)
+    return {d: sorted(frame.loc[days == d, "user_id"].tolist()) for d in sorted(set(days))}
+
+
+# --- known answers for D1 -------------------------------------------------------------------
+
+
+def test_profiles_cover_users_signed_up_and_not_erased(history):
+    # Carol (3) was erased before D1, Dave (4) signs up after D1; Erin (5) is erased on D2.
+    assert profile_days(history["d1"]) == {"2024-03-10": [1, 2, 5]}
+
+
+def test_alice_profile_by_hand(history):
+    alice = profile(history["d1"], 1, D1)
+    assert alice["country"] == "DE"
+    assert alice["tenure_days"] == 69  # 2024-01-01 -> 2024-03-10
+    assert alice["recency_days"] == 0  # ordered on D1
+    assert alice["count_orders_lifetime"] == 2
+    assert alice["monetary_lifetime"] == pytest.approx(50.0)
+    assert alice["average_order_value"] == pytest.approx(25.0)
+    # 30 days = [2024-02-10, 2024-03-11): the 02-09 view is out, the view at D1 + 1 day too
+    assert (alice["count_views_30d"], alice["count_carts_30d"]) == (1, 1)
+    assert (alice["count_purchases_30d"], alice["count_sessions_30d"]) == (1, 1)
+    assert (alice["count_views_90d"], alice["count_carts_90d"]) == (2, 1)
+    assert (alice["count_purchases_90d"], alice["count_sessions_90d"]) == (1, 2)
+    assert alice["conversion_rate_90d"] == pytest.approx(0.5)
+    assert alice["share_books"] == pytest.approx(0.75)
+    assert alice["share_home_garden"] == pytest.approx(0.25)
+    # ' Alice@Example.com ' matches the suppression of 'alice@example.com'
+    assert bool(alice["is_email_suppressed"]) is True
+
+
+def test_bob_never_ordered(history):
+    bob = profile(history["d1"], 2, D1)
+    assert pd.isna(bob["recency_days"])
+    assert bob["count_orders_lifetime"] == 0
+    assert bob["average_order_value"] == 0
+    assert bob["conversion_rate_90d"] == 0
+    assert bob["share_home_garden"] == pytest.approx(1.0)
+    assert bob["tenure_days"] == 29
+    assert bool(bob["is_email_suppressed"]) is False
+
+
+def test_category_columns_are_slugs_of_categories_listed_by_d(history):
+    columns = [c for c in history["d1"]["user_profiles"].columns if c.startswith("share_")]
+    assert columns == ["share_books", "share_home_garden"]
+
+
+def test_interaction_strength_decays_by_half_life(history):
+    frame = history["d1"]["user_item_interactions"]
+    strength = {(r.user_id, r.item_id): r.strength for r in frame.itertuples()}
+    assert strength == pytest.approx(
+        {
+            (1, 1): 1 + 3 + 5,  # view, cart, purchase on D1
+            (1, 2): 0.5 ** (130 / 30),  # one view 130 days before D1
+            (1, 3): 0.5,  # one view one half-life before D1
+            (2, 3): 0.5 ** (9 / 30),
+        },
+        abs=1e-6,
+    )
+    purchased = frame.set_index(["user_id", "item_id"])["has_purchased"]
+    assert bool(purchased[(1, 1)]) and not bool(purchased[(1, 3)])
+
+
+def test_campaign_sends_only_closed_windows_with_labels(history):
+    sends = history["d1"]["fct_campaign_sends"].set_index("send_id")
+    # 101 closes after D1's end, 103 belongs to an erased user
+    assert sorted(sends.index) == [100, 102, 104]
+    assert sends["has_responded"].astype(bool).to_dict() == {100: True, 102: True, 104: False}
+    # send 102 (2024-01-20 10:00): one earlier order (2024-01-15), one view 2023-11-01
+    send = sends.loc[102]
+    assert (send["recency_days"], send["count_orders_lifetime"]) == (5, 1)
+    assert send["monetary_lifetime"] == pytest.approx(30.0)
+    assert (send["count_views_30d"], send["count_views_90d"]) == (0, 1)
+    assert send["share_books"] == pytest.approx(1.0)
+    assert send["tenure_days"] == 19
+
+
+def test_dim_users_blanks_erased_users(history):
+    users = history["d1"]["dim_users"].set_index("user_id")
+    assert sorted(users.index) == [1, 2, 3, 5]
+    carol = users.loc[3]
+    assert bool(carol["is_erased"]) is True
+    assert carol[["email", "phone", "first_name", "last_name", "city"]].isna().all()
+    assert carol["country"] == "DE"
+    assert not bool(users.loc[1, "is_erased"])
+
+
+def test_fct_orders_totals_and_anonymised_erased_orders(history):
+    orders = history["d1"]["fct_orders"].set_index("order_id")
+    assert orders["order_total"].astype(float).to_dict() == {1: 20.0, 2: 30.0, 3: 20.0}
+    assert pd.isna(orders.loc[3, "user_id"])
+
+
+def test_audience_members_by_hand(history):
+    members = history["d1"]["audience_members"]
+    got = sorted(zip(members["audience_name"], members["channel"], members["user_id"], strict=True))
+    assert got == [
+        ("buyers_ads", "google_ads", 1),  # buyers_email: Alice is suppressed
+        ("responders", "email", 2),  # Alice scores 0.9 but is suppressed; Erin 0.2
+        ("segments_ab", "meta_ads", 1),
+        ("segments_ab", "meta_ads", 2),
+    ]
+
+
+# --- idempotence and history ----------------------------------------------------------------
+
+
+def test_rerunning_a_date_gives_the_same_rows(history):
+    for table, frame in history["d1"].items():
+        pd.testing.assert_frame_equal(frame, history["d1_again"][table], obj=table)
+
+
+def test_d2_adds_a_partition_and_a_new_category_column(history):
+    d2 = history["d2"]
+    # Dave signed up on D2; Erin's erasure on D2 removes her from D2 and from D1's partition
+    assert profile_days(d2) == {"2024-03-10": [1, 2], "2024-03-11": [1, 2, 4]}
+    assert "share_toys" in d2["user_profiles"].columns
+    assert pd.isna(profile(d2, 1, D1)["share_toys"])  # Toys was not listed on D1
+    assert profile(d2, 4, D2)["share_toys"] == pytest.approx(1.0)
+    assert profile(d2, 1, D2)["recency_days"] == 1
+    assert profile(d2, 1, D2)["share_books"] == pytest.approx(0.8)  # the D2 view is now seen
+    sends = d2["fct_campaign_sends"].set_index("send_id")
+    assert sorted(sends.index) == [100, 101, 102, 104]
+    assert not bool(sends.loc[101, "has_responded"])  # answered after the window closed
+
+
+def test_rerunning_d1_after_d2_keeps_d2_rows(history):
+    before = history["d2"]["user_profiles"]
+    after = history["d1_after_d2"]["user_profiles"]
+    d2_rows = pd.to_datetime(before["as_of_date"]) == str(D2)
+    pd.testing.assert_frame_equal(
+        before[d2_rows].reset_index(drop=True),
+        after[pd.to_datetime(after["as_of_date"]) == str(D2)].reset_index(drop=True),
+    )
+    d1_rows = after[pd.to_datetime(after["as_of_date"]) == str(D1)]
+    assert sorted(d1_rows["user_id"]) == [1, 2, 5]
+    assert profile(history["d1_after_d2"], 1, D1)["recency_days"] == 0
+
+
+# --- the as_of_date var ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "var 'as_of_date' is required"),
+        (
+            ["--vars", "{as_of_date: '2024-02-30'}"],
+            "must be a date as YYYY-MM-DD, got '2024-02-30'",
+        ),
+    ],
+    ids=["missing", "invalid"],
+)
+def test_as_of_date_is_required_and_validated(tmp_path, extra, message):
+    warehouse = tmp_path / "empty.duckdb"
+    result = run_dbt(["run", "--select", "int_items_as_of", *extra], warehouse, tmp_path)
+    assert not result.success
+    messages = " ".join(str(r.message) for r in result.result.results)
+    assert message in messages
+
+
+# --- brute-force cross-check of point_in_time_features --------------------------------------
+
+RANDOM_D = date(2024, 6, 30)
+CATEGORIES = ["Books", "Home & Garden", "toys!"]
+
+
+def _random_warehouse(path: Path) -> dict[str, list[tuple]]:
+    """Random users, events, orders and sends on an hourly grid, so timestamps often tie."""
+    rng = random.Random(11)
+    start = datetime(2024, 1, 1)
+
+    def hour(max_days: int = 190) -> datetime:
+        return start + timedelta(hours=rng.randrange(max_days * 24))
+
+    users = [
+        (u, f"u{u}@example.com", None, "F", "L", "DE", "C", "1", hour(60), True, True)
+        for u in range(1, 16)
+    ]
+    items = [(i, f"item {i}", CATEGORIES[i % 3], 10.0) for i in range(1, 7)]
+    events = [
+        (
+            e,
+            rng.randint(1, 15),
+            rng.randint(1, 6),
+            rng.choice(["view", "view", "cart", "purchase"]),
+            hour(),
+            f"s{rng.randint(1, 40)}",
+        )
+        for e in range(1, 601)
+    ]
+    orders = [(o, rng.randint(1, 15), hour()) for o in range(1, 61)]
+    lines = [
+        (o, 1, rng.randint(1, 6), rng.randint(1, 3), rng.choice([9.99, 5.5, 20.0]))
+        for o in range(1, 61)
+    ]
+    campaigns = [(1, "c", "email", datetime(2024, 1, 1), 3)]
+    sends = [(s, 1, rng.randint(1, 15), hour(), False) for s in range(1, 81)]
+
+    con = duckdb.connect(str(path), config=dict(CONNECTION_CONFIG))
+    try:
+        raw_fixture.create_tables(con)
+        first = date(2024, 1, 1)
+        raw_fixture.insert_raw(con, "users", users, [first] * len(users))
+        raw_fixture.insert_raw(con, "items", items, [first] * len(items))
+        raw_fixture.insert_raw(con, "events", events, [r[4].date() for r in events])
+        raw_fixture.insert_raw(con, "orders", orders, [r[2].date() for r in orders])
+        raw_fixture.insert_raw(
+            con, "order_lines", lines, [orders[r[0] - 1][2].date() for r in lines]
+        )
+        raw_fixture.insert_raw(con, "campaigns", campaigns, [first])
+        raw_fixture.insert_raw(con, "campaign_sends", sends, [r[3].date() for r in sends])
+    finally:
+        con.close()
+    return {
+        "users": users,
+        "items": items,
+        "events": events,
+        "orders": orders,
+        "lines": lines,
+        "sends": sends,
+    }
+
+
+def _brute_force_features(data, user_id: int, reference_at: datetime, reference_date: date) -> dict:
+    """Features of one user at one instant by looping over every row: the slow, obvious way."""
+    cutoff = datetime.combine(RANDOM_D + timedelta(days=1), datetime.min.time())
+    category = {i[0]: i[2] for i in data["items"]}
+    totals: dict[int, float] = {}
+    for order_id, _, _, quantity, price in data["lines"]:
+        totals[order_id] = totals.get(order_id, 0.0) + quantity * price
+    orders = [
+        o for o in data["orders"] if o[1] == user_id and o[2] < reference_at and o[2] < cutoff
+    ]
+    events = [e for e in data["events"] if e[1] == user_id and e[4] < cutoff]
+    session_starts: dict[str, datetime] = {}
+    for e in events:
+        session_starts[e[5]] = min(session_starts.get(e[5], e[4]), e[4])
+    signed_up_at = next(u[8] for u in data["users"] if u[0] == user_id)
+    monetary = sum(totals[o[0]] for o in orders)
+    features = {
+        "tenure_days": (reference_date - signed_up_at.date()).days,
+        "recency_days": (reference_date - max(o[2] for o in orders).date()).days
+        if orders
+        else None,
+        "count_orders_lifetime": len(orders),
+        "monetary_lifetime": monetary,
+        "average_order_value": monetary / len(orders) if orders else 0.0,
+    }
+    for days in (30, 90):
+        start = reference_at - timedelta(days=days)
+        window = [e for e in events if start <= e[4] < reference_at]
+        for kind, name in (("view", "views"), ("cart", "carts"), ("purchase", "purchases")):
+            features[f"count_{name}_{days}d"] = sum(e[3] == kind for e in window)
+        features[f"count_sessions_{days}d"] = sum(
+            start <= t < reference_at for t in session_starts.values()
+        )
+        if days == 90:
+            views = features["count_views_90d"]
+            features["conversion_rate_90d"] = (
+                features["count_purchases_90d"] / views if views else 0.0
+            )
+            for name, slug in (
+                ("Books", "books"),
+                ("Home & Garden", "home_garden"),
+                ("toys!", "toys"),
+            ):
+                hits = sum(category[e[2]] == name for e in window)
+                features[f"share_{slug}"] = hits / len(window) if window else 0.0
+    return features
+
+
+@pytest.fixture(scope="module")
+def random_build(tmp_path_factory):
+    work = tmp_path_factory.mktemp("dbt_random")
+    warehouse = work / "warehouse.duckdb"
+    data = _random_warehouse(warehouse)
+    run_ok(
+        [
+            "run",
+            "--select",
+            "+user_profiles",
+            "+fct_campaign_sends",
+            "+user_item_interactions",
+            *as_of(RANDOM_D),
+        ],
+        warehouse,
+        work,
+    )
+    con = duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG))
+    try:
+        tables = {
+            t: con.execute(f"select * from marts.{t}").df()
+            for t in ("user_profiles", "fct_campaign_sends", "user_item_interactions")
+        }
+    finally:
+        con.close()
+    return data, tables
+
+
+def _assert_features_match(row: pd.Series, expected: dict, label: str) -> None:
+    for column, value in expected.items():
+        got = row[column]
+        if value is None:
+            assert pd.isna(got), f"{label} {column}: expected NULL, got {got}"
+        else:
+            assert got == pytest.approx(value, abs=1e-9), f"{label} {column}"
+
+
+def test_profiles_match_brute_force(random_build):
+    data, tables = random_build
+    profiles = tables["user_profiles"]
+    assert sorted(profiles["user_id"]) == list(range(1, 16))
+    reference_at = datetime.combine(RANDOM_D + timedelta(days=1), datetime.min.time())
+    for row in profiles.itertuples(index=False):
+        expected = _brute_force_features(data, row.user_id, reference_at, RANDOM_D)
+        _assert_features_match(pd.Series(row._asdict()), expected, f"user {row.user_id}")
+
+
+def test_campaign_send_features_match_brute_force(random_build):
+    data, tables = random_build
+    sends = tables["fct_campaign_sends"]
+    cutoff = datetime.combine(RANDOM_D + timedelta(days=1), datetime.min.time())
+    closed = {s[0] for s in data["sends"] if s[3] + timedelta(days=3) <= cutoff}
+    assert set(sends["send_id"]) == closed and len(closed) > 50
+    for row in sends.itertuples(index=False):
+        expected = _brute_force_features(
+            data, row.user_id, row.sent_at.to_pydatetime(), row.sent_at.date()
+        )
+        _assert_features_match(pd.Series(row._asdict()), expected, f"send {row.send_id}")
+
+
+def test_interaction_strength_matches_brute_force(random_build):
+    data, tables = random_build
+    cutoff = datetime.combine(RANDOM_D + timedelta(days=1), datetime.min.time())
+    weights = {"view": 1, "cart": 3, "purchase": 5}
+    expected: dict[tuple[int, int], float] = {}
+    for _, user_id, item_id, kind, event_at, _ in data["events"]:
+        if event_at < cutoff:
+            age = (RANDOM_D - event_at.date()).days
+            key = (user_id, item_id)
+            expected[key] = expected.get(key, 0.0) + weights[kind] * 0.5 ** (age / 30)
+    got = {
+        (r.user_id, r.item_id): r.strength
+        for r in tables["user_item_interactions"].itertuples(index=False)
+    }
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        # each event's term is stored as an exact decimal with 6 places
+        assert got[key] == pytest.approx(value, abs=1e-5), key

@@ -1,0 +1,272 @@
+"""Response scoring: near-oracle AUC on a known logistic truth, honest time split, metrics."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from marketing.scoring import (
+    FEATURES,
+    MODEL_FEATURES,
+    ResponseModel,
+    expected_calibration_error,
+    lift_at_top,
+    score_users,
+    split_by_send_day,
+    train_response_model,
+)
+
+
+def true_probability(frame: pd.DataFrame) -> np.ndarray:
+    """The planted response function (logistic in log-counts, recency and never-ordered)."""
+    recency = frame["recency_days"].to_numpy(dtype="float64", na_value=np.nan)
+    never = np.isnan(recency)
+    logit = (
+        -2.2
+        + 0.9 * np.log1p(frame["count_sessions_30d"].to_numpy(dtype="float64"))
+        + 0.6 * np.log1p(frame["count_orders_lifetime"].to_numpy(dtype="float64"))
+        - 0.012 * np.where(never, 0.0, recency)
+        - 1.0 * never
+    )
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def make_users(n: int, rng: np.random.Generator) -> pd.DataFrame:
+    never = rng.random(n) < 0.3
+    orders = np.where(never, 0, rng.poisson(3, n) + 1)
+    monetary = orders * rng.lognormal(4.0, 0.5, n)
+    views_90 = rng.poisson(30, n)
+    purchases_90 = np.minimum(rng.poisson(1, n) * (~never), views_90)
+    return pd.DataFrame({
+        "recency_days": pd.array(np.where(never, -1, rng.integers(0, 300, n)),
+                                 dtype="Int64").astype("Int64"),
+        "count_orders_lifetime": orders,
+        "monetary_lifetime": monetary,
+        "average_order_value": np.where(orders > 0, monetary / np.maximum(orders, 1), np.nan),
+        "count_views_30d": rng.poisson(10, n),
+        "count_carts_30d": rng.poisson(2, n),
+        "count_purchases_30d": rng.poisson(0.3, n),
+        "count_sessions_30d": rng.poisson(rng.choice([1, 4, 12], n)),
+        "count_views_90d": views_90,
+        "count_carts_90d": rng.poisson(6, n),
+        "count_purchases_90d": purchases_90,
+        "count_sessions_90d": rng.poisson(12, n),
+        "conversion_rate_90d": np.where(views_90 > 0, purchases_90 / np.maximum(views_90, 1),
+                                        np.nan),
+        "tenure_days": rng.integers(1, 1000, n),
+    }).assign(recency_days=lambda f: f["recency_days"].mask(never))
+
+
+def make_sends(n_days: int = 24, per_day: int = 250, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = n_days * per_day
+    sends = make_users(n, rng)
+    day = np.repeat(np.arange(n_days), per_day)
+    sends.insert(0, "send_id", np.arange(n, dtype="int64") + 1)
+    sends.insert(1, "campaign_id", (day // 8 + 1).astype("int64"))
+    sends.insert(2, "user_id", rng.integers(1, 3000, n).astype("int64"))
+    sends.insert(3, "sent_at", pd.Timestamp("2024-03-01")
+                 + pd.to_timedelta(day, unit="D")
+                 + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s"))
+    sends.insert(4, "is_control", rng.random(n) < 0.1)
+    sends["true_probability"] = true_probability(sends)
+    sends["has_responded"] = rng.random(n) < sends["true_probability"]
+    return sends
+
+
+@pytest.fixture(scope="module")
+def sends() -> pd.DataFrame:
+    return make_sends()
+
+
+@pytest.fixture(scope="module")
+def model(sends) -> ResponseModel:
+    return train_response_model(sends.drop(columns="true_probability"))
+
+
+def _treated_sorted(sends: pd.DataFrame) -> pd.DataFrame:
+    treated = sends.loc[~sends["is_control"]]
+    return treated.sort_values(["sent_at", "send_id"]).reset_index(drop=True)
+
+
+def test_auc_close_to_oracle(sends, model):
+    assert model is not None
+    treated = _treated_sorted(sends)
+    _, is_test = split_by_send_day(treated["sent_at"])
+    test = treated.loc[is_test]
+    oracle_auc = roc_auc_score(test["has_responded"], test["true_probability"])
+    assert model.n_test == len(test)
+    assert model.n_train + model.n_test == len(treated)
+    assert abs(model.metrics["auc"] - oracle_auc) <= 0.03
+    assert model.metrics["lift_decile_1"] > 1.5
+    assert model.metrics["ece"] < 0.05
+    assert set(model.metrics) >= {"auc", "pr_auc", "brier", "ece", "lift_decile_1", "cv_auc",
+                                  "c", "base_rate"}
+    assert all(isinstance(v, float) for v in model.metrics.values())
+
+
+def test_coefficients(model):
+    coefficients = model.coefficients
+    assert list(coefficients.columns) == ["feature", "coefficient"]
+    assert sorted(coefficients["feature"]) == sorted(MODEL_FEATURES)
+    magnitude = coefficients["coefficient"].abs().to_numpy()
+    assert (np.diff(magnitude) <= 0).all()
+    by_feature = coefficients.set_index("feature")["coefficient"]
+    assert by_feature["count_sessions_30d"] > 0.3
+    assert by_feature["recency_days"] < 0
+    # the two planted strong effects lead; the unused features stay small
+    assert set(coefficients["feature"].iloc[:2]) == {"count_sessions_30d", "recency_days"}
+    assert coefficients["coefficient"].iloc[4:].abs().max() < 0.15
+    card = model.model_card()
+    assert card["n_test"] == model.n_test and set(card["coefficients"]) == set(MODEL_FEATURES)
+
+
+def test_score_users(sends, model):
+    profiles = make_users(7, np.random.default_rng(5))
+    profiles.insert(0, "user_id", np.array([30, 10, 20, 70, 50, 60, 40], dtype="int64"))
+    profiles["share_books"] = 0.5  # extra columns are ignored
+    scores = score_users(model, profiles, [9, 2, 2])
+    assert list(scores.columns) == ["user_id", "campaign_id", "response_probability"]
+    assert len(scores) == 7 * 2
+    assert scores["user_id"].tolist() == sorted([10, 20, 30, 40, 50, 60, 70] * 2)
+    assert scores["campaign_id"].tolist() == [2, 9] * 7
+    assert scores["response_probability"].between(0, 1).all()
+    # pooled model: same probability for every campaign, equal to the truth's ordering-ish
+    wide = scores.pivot(index="user_id", columns="campaign_id", values="response_probability")
+    assert (wide[2] == wide[9]).all()
+    assert score_users(model, profiles, []).empty
+    assert list(score_users(model, profiles.iloc[0:0], [1]).columns) == list(scores.columns)
+    with pytest.raises(ValueError, match="ResponseModel"):
+        score_users(None, profiles, [1])
+
+
+def test_deterministic(sends, model):
+    shuffled = sends.drop(columns="true_probability").sample(frac=1.0, random_state=1)
+    again = train_response_model(shuffled)
+    assert again.metrics == model.metrics
+    pd.testing.assert_frame_equal(again.coefficients, model.coefficients)
+    profiles = sends.drop(columns="user_id").rename(columns={"send_id": "user_id"}).head(300)
+    pd.testing.assert_frame_equal(
+        score_users(again, profiles, [1, 2]), score_users(model, profiles, [1, 2])
+    )
+
+
+def test_too_few_positives_returns_none(sends, caplog):
+    none_responded = sends.assign(has_responded=False).drop(columns="true_probability")
+    with caplog.at_level(logging.WARNING, logger="marketing.scoring"):
+        assert train_response_model(none_responded) is None
+    assert "0 responders" in caplog.text
+    few = sends.drop(columns="true_probability")
+    positives = int((few["has_responded"] & ~few["is_control"]).sum())
+    assert train_response_model(few, min_positives=positives + 1) is None
+    # control sends never count as training data
+    all_control = few.assign(is_control=True)
+    assert train_response_model(all_control) is None
+
+
+def test_single_day_returns_none(sends, caplog):
+    one_day = sends.drop(columns="true_probability").assign(
+        sent_at=pd.Timestamp("2024-03-01 12:00"))
+    with caplog.at_level(logging.WARNING, logger="marketing.scoring"):
+        assert train_response_model(one_day) is None
+    assert "2 days" in caplog.text
+
+
+def test_bad_input_raises(sends):
+    with pytest.raises(ValueError, match="missing columns"):
+        train_response_model(sends.drop(columns=["tenure_days"]))
+    with pytest.raises(ValueError, match="is_control has NULL"):
+        train_response_model(sends.assign(is_control=pd.array([None] * len(sends),
+                                                                dtype="boolean")))
+
+
+# --- time split ---------------------------------------------------------------------------
+
+
+def test_time_split_whole_days_and_order(sends):
+    treated = _treated_sorted(sends)
+    is_train, is_test = split_by_send_day(treated["sent_at"])
+    assert (is_train ^ is_test).all()
+    days = treated["sent_at"].dt.floor("D")
+    assert days[is_train].max() < days[is_test].min()
+    assert treated["sent_at"][is_train].max() < treated["sent_at"][is_test].min()
+    assert 0.2 <= is_test.mean() <= 0.3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_time_split_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n_days = int(rng.integers(2, 9))
+    counts = rng.integers(1, 50, n_days)
+    day_of_row = rng.permutation(np.repeat(np.arange(n_days), counts))  # unsorted input
+    sent_at = pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta(day_of_row, unit="D")
+                        + pd.Timedelta(hours=5))
+    is_train, is_test = split_by_send_day(sent_at)
+    # brute force: try every cut, keep the test share closest to 25% (ties: smaller test)
+    best = None
+    for cut in range(1, n_days):
+        share = counts[cut:].sum() / counts.sum()
+        key = (abs(share - 0.25), share)
+        if best is None or key < best[0]:
+            best = (key, cut)
+    cut = best[1]
+    np.testing.assert_array_equal(is_test, day_of_row >= cut)
+    np.testing.assert_array_equal(is_train, day_of_row < cut)
+
+
+def test_time_split_needs_two_days():
+    with pytest.raises(ValueError, match="at least 2 days"):
+        split_by_send_day(pd.Series(pd.to_datetime(["2024-01-01 01:00", "2024-01-01 23:00"])))
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def test_ece_perfectly_calibrated_is_zero():
+    y_prob = np.array([0.25] * 4 + [0.75] * 4 + [0.05] * 20)
+    y_true = np.array([1, 0, 0, 0] + [1, 1, 1, 0] + [1] + [0] * 19)
+    assert expected_calibration_error(y_true, y_prob) == pytest.approx(0.0, abs=1e-12)
+    rng = np.random.default_rng(0)
+    p = rng.random(200_000)
+    y = (rng.random(200_000) < p).astype(int)
+    assert expected_calibration_error(y, p) < 0.01
+    # a constant miscalibration of +0.1 gives ECE 0.1
+    assert expected_calibration_error(y_true, np.clip(y_prob + 0.1, 0, 1)) == pytest.approx(0.1)
+
+
+def test_ece_matches_brute_force():
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.random(500), [0.0, 1.0, 0.1, 0.9999]])
+    y = (rng.random(len(p)) < 0.4).astype(int)
+    total = 0.0
+    for b in range(10):
+        lo, hi = b / 10, (b + 1) / 10
+        in_bin = (p >= lo) & ((p < hi) if b < 9 else (p <= hi))
+        if in_bin.any():
+            total += in_bin.sum() / len(p) * abs(p[in_bin].mean() - y[in_bin].mean())
+    assert expected_calibration_error(y, p) == pytest.approx(total, rel=1e-9)
+
+
+def test_lift_at_top():
+    y_prob = np.arange(20)[::-1] / 20
+    y_true = np.array([1, 1] + [0] * 8 + [1, 1] + [0] * 8)
+    # top 10% = 2 best rows, both responders; base rate 4/20
+    assert lift_at_top(y_true, y_prob) == pytest.approx(1.0 / 0.2)
+    assert np.isnan(lift_at_top(np.zeros(5), np.ones(5)))
+
+
+def test_features_constant():
+    assert MODEL_FEATURES[:-1] == FEATURES and MODEL_FEATURES[-1] == "is_never_ordered"
+
+
+def test_model_pickles(sends, model):
+    restored = pickle.loads(pickle.dumps(model))
+    profiles = sends.drop(columns="user_id").rename(columns={"send_id": "user_id"}).head(50)
+    pd.testing.assert_frame_equal(
+        score_users(restored, profiles, [1]), score_users(model, profiles, [1])
+    )
