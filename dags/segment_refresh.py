@@ -54,7 +54,7 @@ DBT_OPERATOR_ARGS = {
 }
 
 
-def _dbt_group(group_id: str, tag: str) -> DbtTaskGroup:
+def _dbt_group(group_id: str, tags: list[str]) -> DbtTaskGroup:
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(DBT_PROJECT_DIR),
@@ -63,7 +63,7 @@ def _dbt_group(group_id: str, tag: str) -> DbtTaskGroup:
             dbt_executable_path=str(DBT_EXECUTABLE), invocation_mode=InvocationMode.DBT_RUNNER
         ),
         render_config=RenderConfig(
-            select=[f"tag:{tag}"],
+            select=[f"tag:{tag}" for tag in tags],
             load_method=LoadMode.DBT_LS,
             test_behavior=TestBehavior.BUILD,
             dbt_executable_path=str(DBT_EXECUTABLE),
@@ -125,12 +125,17 @@ def segment_refresh():
 
         return publish_snapshot()
 
-    profiles = _dbt_group("dbt_profiles", "profiles")
-    audiences = _dbt_group("dbt_audiences", "audiences")
-    ml_steps = [segments(), recommendations(), response_scores()]
+    profiles = _dbt_group("dbt_profiles", ["profiles"])
+    # Marts built on the ML outputs: audiences and anything else tagged post_ml.
+    audiences = _dbt_group("dbt_audiences", ["audiences", "post_ml"])
+    segment_step = segments()
+    recommend_step = recommendations()
+    score_step = response_scores()
 
-    land() >> profiles >> ml_steps >> audience_definitions() >> audiences
+    land() >> profiles >> [segment_step, score_step]
+    # Cold-start users get their segment's popular items: segments before recommendations.
+    segment_step >> recommend_step
+    [recommend_step, score_step] >> audience_definitions() >> audiences
     audiences >> publish() >> analytics_snapshot()
-
 
 segment_refresh()
