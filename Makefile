@@ -9,7 +9,7 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export MARKETING_DATA_DIR ?= $(CURDIR)/data
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo test lint query clean
+.PHONY: install demo test lint query clean airflow airflow-stop docs bench
 
 install: $(STAMP)
 
@@ -30,8 +30,23 @@ test: $(STAMP)  ## the whole suite: lint, unit, DAG integrity, end-to-end DAG ru
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dags include plugins tests scripts
 
-query: $(STAMP)  ## open the analysts' read-only copy
+query: $(STAMP)  ## open the analysts' read-only copy (never blocks the pipeline)
+	@test -f $(MARKETING_DATA_DIR)/analytics.duckdb \
+		|| { echo "no $(MARKETING_DATA_DIR)/analytics.duckdb yet: run make demo or a DAG run first"; exit 1; }
 	$(PY) -m marketing.query $(MARKETING_DATA_DIR)/analytics.duckdb
+
+airflow: $(STAMP)  ## start api-server, scheduler, dag-processor, triggerer on 127.0.0.1 (AIRFLOW_API_PORT, default 8080)
+	scripts/airflow_up.sh
+
+airflow-stop:  ## stop exactly the services make airflow started (pid files in $(AIRFLOW_HOME)/run)
+	scripts/airflow_down.sh
+
+docs: $(STAMP)  ## static dbt docs site (one HTML file) under data/reports/dbt_docs/
+	scripts/dbt_docs.sh
+
+SCALE ?= S
+bench: $(STAMP)  ## time every stage at SCALE=S|M|L (10k/100k/1M users) -> bench/results/
+	$(PY) bench/run.py --scale $(SCALE)
 
 clean:
 	rm -rf data .airflow dbt_project/target dbt_project/logs

@@ -6,6 +6,8 @@ audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is r
 
 1. **land**: the landing zone's partitions dated on or before D into `raw` (bad rows to
    `raw.rejected_rows`; a structurally unusable file fails the run before anything is written).
+   **source_freshness** then runs `dbt source freshness` as of D (not as of today, so
+   backfills are judged fairly): D's events must have landed.
 2. **dbt_profiles**: dbt staging and marts (`user_profiles`, `user_item_interactions`,
    `fct_campaign_sends`, `dim_users`, ...), one Airflow task per model (Cosmos, `dbt build`,
    so each model's tests gate its children).
@@ -17,6 +19,12 @@ audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is r
 DuckDB allows one writing process, so every task that writes the warehouse runs in the one-slot
 pool `duckdb_writer` and the DAG has `max_active_runs=1`: backfills run date after date.
 Domain logic lives in `include/marketing/`; these tasks only call it.
+
+**Quality gates.** Every dbt model runs with its tests (`dbt build` per model) and every task
+needs all its upstream tasks to succeed, so a failing test or stale source stops the run before
+`publish`: nothing reaches `outbox/` or the analysts' copy, and the last publish stays in place.
+**Failures** (and retries) are recorded with task, date and error in `ops.task_failures`
+(`python -m marketing.failures`); retry a failed task from the UI with *Clear*.
 """
 
 from __future__ import annotations
@@ -29,17 +37,46 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.operators.local import DbtSourceLocalOperator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = Path(os.environ.get("MARKETING_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"))
 DBT_EXECUTABLE = Path(os.environ.get("MARKETING_DBT_EXECUTABLE", REPO_ROOT / ".venv" / "bin" / "dbt"))
 WRITER_POOL = "duckdb_writer"
+# Seconds before a failed task is retried (the live tests shorten it to keep failures quick).
+RETRY_DELAY = timedelta(seconds=int(os.environ.get("MARKETING_RETRY_DELAY_SECONDS", "60")))
+
+
+def _failure_recorder(state: str):
+    """A task callback writing the failed try to ``ops.task_failures`` (marketing.failures)."""
+
+    def record(context) -> None:
+        from marketing.failures import TaskFailure, record_failure
+
+        ti = context["ti"]
+        record_failure(
+            TaskFailure.from_exception(
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                as_of_date=context["ds"],
+                try_number=ti.try_number,
+                state=state,
+                exception=context.get("exception"),
+            )
+        )
+
+    record.__name__ = f"record_{state}"
+    return record
+
 
 DEFAULT_ARGS = {
     "owner": "marketing-data",
     "retries": 1,
-    "retry_delay": timedelta(minutes=1),
+    "retry_delay": RETRY_DELAY,
     "pool": WRITER_POOL,
+    "on_failure_callback": _failure_recorder("failed"),
+    "on_retry_callback": _failure_recorder("up_for_retry"),
 }
 
 PROFILE_CONFIG = ProfileConfig(
@@ -66,6 +103,10 @@ def _dbt_group(group_id: str, tags: list[str]) -> DbtTaskGroup:
             select=[f"tag:{tag}" for tag in tags],
             load_method=LoadMode.DBT_LS,
             test_behavior=TestBehavior.BUILD,
+            # A test on two models (relationships) runs in its own task after both: inside one
+            # parent's `dbt build` it would query the other before it exists on a fresh
+            # warehouse (seen live: stg_shop__users built before stg_shop__events).
+            should_detach_multiple_parents_tests=True,
             dbt_executable_path=str(DBT_EXECUTABLE),
         ),
         operator_args=DBT_OPERATOR_ARGS,
@@ -125,6 +166,16 @@ def segment_refresh():
 
         return publish_snapshot()
 
+    # Point-in-time source freshness as of D (see _shop__sources.yml): error = stale = stop.
+    freshness = DbtSourceLocalOperator(
+        task_id="source_freshness",
+        project_dir=str(DBT_PROJECT_DIR),
+        profile_config=PROFILE_CONFIG,
+        dbt_executable_path=str(DBT_EXECUTABLE),
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        select=["source:shop"],
+        **DBT_OPERATOR_ARGS,
+    )
     profiles = _dbt_group("dbt_profiles", ["profiles"])
     # Marts built on the ML outputs: audiences and anything else tagged post_ml.
     audiences = _dbt_group("dbt_audiences", ["audiences", "post_ml"])
@@ -132,7 +183,7 @@ def segment_refresh():
     recommend_step = recommendations()
     score_step = response_scores()
 
-    land() >> profiles >> [segment_step, score_step]
+    land() >> freshness >> profiles >> [segment_step, score_step]
     # Cold-start users get their segment's popular items: segments before recommendations.
     segment_step >> recommend_step
     [recommend_step, score_step] >> audience_definitions() >> audiences

@@ -20,13 +20,16 @@ os.environ.update(
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow' / 'airflow.db'}",
         "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+        "OMP_WAIT_POLICY": "PASSIVE",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "MARKETING_DATA_DIR": str(_HOME / "data"),
         "MARKETING_WAREHOUSE": str(_HOME / "data" / "warehouse.duckdb"),
         "PATH": f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 )
-os.environ.pop("MARKETING_ANALYTICS", None)
+for _leaky in ("MARKETING_ANALYTICS", "MARKETING_SOURCE_MAPPING", "MARKETING_RELAND_DAYS", "MARKETING_AUDIENCES"):
+    os.environ.pop(_leaky, None)
 
 
 @pytest.fixture(scope="session")

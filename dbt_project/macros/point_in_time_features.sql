@@ -99,7 +99,9 @@ pit_orders as (
     select
         orders.user_id,
         orders.ordered_at,
-        orders.order_total
+        -- spend net of returns (#9): a cancellation's total is negative, it is not an order
+        orders.net_order_total as order_total,
+        orders.is_cancelled
     from {{ ref('int_orders_with_totals') }} as orders
     inner join pit_spine_users
         on orders.user_id = pit_spine_users.user_id
@@ -126,9 +128,9 @@ pit_order_timeline as (
         ordered_at as timeline_at,
         1 as timeline_rank,
         null as spine_key,
-        1 as is_order,
+        case when is_cancelled then 0 else 1 end as is_order,
         order_total,
-        ordered_at
+        case when is_cancelled then null else ordered_at end as ordered_at
     from pit_orders
 
 ),

@@ -11,6 +11,7 @@ audience and the field.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -44,8 +45,27 @@ DEFINITION_COLUMNS: tuple[str, ...] = (
     "max_recency_days",
     "min_recency_days",
     "min_orders_lifetime",
+    "max_orders_lifetime",
+    "rfm_labels",
+    "membership_tiers",
+    "min_uplift",
+    "max_decile",
+    "min_churn_probability",
+    "recommended_categories",
+    "recommended_item_ids",
+    "segment_id",
+    "exclude_audiences",
+    "exclude_suppressed",
+    "exclusive_group",
+    "priority",
+    "holdout_pct",
+    "holdout_salt",
+    "min_size",
+    "max_size",
+    "frequency_cap_days",
     "as_of_date",
 )
+DEFAULT_MIN_SIZE = 100
 
 
 class AudienceConfigError(ValueError):
@@ -58,13 +78,59 @@ class AudienceInclude(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     segments: tuple[str, ...] | None = Field(default=None, min_length=1)
+    segment_ids: tuple[int, ...] | None = Field(default=None, min_length=1)
     campaign_id: int | None = None
     min_response_probability: float | None = Field(default=None, ge=0.0, le=1.0)
     max_recency_days: int | None = Field(default=None, ge=0)
     min_recency_days: int | None = Field(default=None, ge=0)
     min_orders_lifetime: int | None = Field(default=None, ge=0)
+    max_orders_lifetime: int | None = Field(default=None, ge=0)
+    rfm_labels: tuple[str, ...] | None = Field(default=None, min_length=1)
+    membership_tiers: tuple[str, ...] | None = Field(default=None, min_length=1)
+    min_uplift: float | None = Field(default=None, ge=-1.0, le=1.0)
+    max_decile: int | None = Field(default=None, ge=1, le=10)
+    min_churn_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    recommended_categories: tuple[str, ...] | None = Field(default=None, min_length=1)
+    recommended_item_ids: tuple[int, ...] | None = Field(default=None, min_length=1)
 
-    @field_validator("segments", mode="before")
+    @field_validator(
+        "rfm_labels", "membership_tiers", "recommended_categories", "recommended_item_ids",
+        mode="before",
+    )
+    @classmethod
+    def _list_to_tuple(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("rfm_labels", "membership_tiers", "recommended_categories")
+    @classmethod
+    def _listable_names(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        # stored comma-joined in ml.audience_definitions: a comma would split a name
+        for name in value or ():
+            if not name.strip() or "," in name:
+                raise ValueError(f"names must be non-empty and contain no comma, got {name!r}")
+        return value
+
+    @field_validator("min_uplift", "min_churn_probability", mode="before")
+    @classmethod
+    def _int_float(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("min_uplift", "max_decile")
+    @classmethod
+    def _score_needs_campaign(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("campaign_id") is None:
+            raise ValueError("requires campaign_id (scores are per campaign)")
+        return value
+
+    @field_validator("max_orders_lifetime")
+    @classmethod
+    def _orders_window(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_orders_lifetime")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"must be >= min_orders_lifetime ({low}), got {value}")
+        return value
+
+    @field_validator("segments", "segment_ids", mode="before")
     @classmethod
     def _segments_list(cls, value: Any) -> Any:
         # YAML gives lists; strict mode would reject a list for a tuple field.
@@ -109,8 +175,32 @@ class AudienceInclude(BaseModel):
         return value
 
 
+class AudienceExclude(BaseModel):
+    """Who is left out even when the include rules hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    audiences: tuple[str, ...] = ()
+    suppressed: bool = False
+
+    @field_validator("audiences", mode="before")
+    @classmethod
+    def _audiences_list(cls, value: Any) -> Any:
+        return tuple(value) if isinstance(value, list) else value
+
+
 class AudienceDefinition(BaseModel):
-    """One audience: a named rule set published to one or more channels."""
+    """One audience: a named rule set published to one or more channels.
+
+    ``exclude.audiences`` removes users who meet another audience's include rules;
+    ``exclude.suppressed`` also drops users with a suppressed e-mail address from the ad
+    channels (the e-mail channel always drops them). Of the audiences sharing an
+    ``exclusive_group`` a user lands only in the one with the lowest ``priority`` number.
+    ``holdout_pct`` percent of members (hash of user, audience and ``holdout_salt``) form a
+    control group that is recorded, never exported. Ad audiences with fewer than ``min_size``
+    rows are not published; ``max_size`` keeps the best-scored rows; ``frequency_cap_days``
+    (e-mail only) skips users e-mailed by any audience in the last N days.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -118,6 +208,41 @@ class AudienceDefinition(BaseModel):
     description: str = Field(min_length=1)
     channels: tuple[str, ...]
     include: AudienceInclude = AudienceInclude()
+    exclude: AudienceExclude = AudienceExclude()
+    exclusive_group: str | None = Field(default=None, pattern=NAME_PATTERN)
+    priority: int | None = Field(default=None, ge=1)
+    holdout_pct: float = Field(default=0.0, ge=0.0, le=50.0)
+    holdout_salt: str = Field(default="holdout-v1", min_length=1)
+    min_size: int = Field(default=DEFAULT_MIN_SIZE, ge=0)
+    max_size: int | None = Field(default=None, ge=1)
+    frequency_cap_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("holdout_pct", mode="before")
+    @classmethod
+    def _int_pct(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("priority")
+    @classmethod
+    def _priority_needs_group(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("exclusive_group") is None:
+            raise ValueError("requires exclusive_group (priority ranks audiences of one group)")
+        return value
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_not_below_min(cls, value: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_size")
+        if value is not None and low is not None and value < low:
+            raise ValueError(f"must be >= min_size ({low}), got {value}")
+        return value
+
+    @field_validator("frequency_cap_days")
+    @classmethod
+    def _cap_needs_email(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and "email" not in (info.data.get("channels") or ()):
+            raise ValueError("applies to the email channel only, and channels has no email")
+        return value
 
     @field_validator("channels", mode="before")
     @classmethod
@@ -229,6 +354,28 @@ def load_audiences(path: Path | str) -> list[AudienceDefinition]:
                 f"(audiences #{seen[audience.name]} and #{index})"
             )
         seen[audience.name] = index
+    groups: dict[tuple[str, int], str] = {}
+    for audience in parsed.audiences:
+        where = f"{path}: audience {audience.name!r}"
+        for other in audience.exclude.audiences:
+            if other == audience.name:
+                raise AudienceConfigError(f"{where} field 'exclude.audiences': excludes itself")
+            if other not in seen:
+                raise AudienceConfigError(
+                    f"{where} field 'exclude.audiences': unknown audience {other!r}"
+                )
+        if audience.exclusive_group is not None:
+            if audience.priority is None:
+                raise AudienceConfigError(
+                    f"{where} field 'priority': is required with exclusive_group"
+                )
+            key = (audience.exclusive_group, audience.priority)
+            if key in groups:
+                raise AudienceConfigError(
+                    f"{where} field 'priority': {audience.priority} already used by audience "
+                    f"{groups[key]!r} in exclusive_group {audience.exclusive_group!r}"
+                )
+            groups[key] = audience.name
     logger.info("loaded %d audiences from %s", len(parsed.audiences), path)
     return list(parsed.audiences)
 
@@ -242,6 +389,22 @@ def _as_date(value: date | str) -> date:
         return date.fromisoformat(str(value))
     except ValueError as exc:
         raise ValueError(f"as_of_date must be a date or 'YYYY-MM-DD', got {value!r}") from exc
+
+
+def _joined(values: Sequence[object] | None) -> str | None:
+    """List rules travel to SQL comma-joined (names are checked to hold no comma)."""
+    return ",".join(str(v) for v in values) if values else None
+
+
+def holdout_bucket(user_id: int, audience_name: str, salt: str) -> int:
+    """The holdout bucket 0..9999 of a member: the Python twin of audience_members' SQL.
+
+    ``int(md5("<salt>:<audience>:<user_id>")[:8], 16) % 10000``; a member is held out when the
+    bucket is below ``holdout_pct * 100``. md5 is used for its portability across SQL engines,
+    not for secrecy.
+    """
+    digest = hashlib.md5(f"{salt}:{audience_name}:{user_id}".encode()).hexdigest()
+    return int(digest[:8], 16) % 10000
 
 
 def definitions_frame(
@@ -268,18 +431,39 @@ def definitions_frame(
     for audience in audiences:
         rule = audience.include
         for channel in audience.channels:
-            for segment in rule.segments or (None,):
+            segment_rules = [(name, None) for name in rule.segments or ()] + [
+                (None, segment_id) for segment_id in rule.segment_ids or ()
+            ]
+            for segment, segment_id in segment_rules or [(None, None)]:
                 rows.append(
                     {
                         "audience_name": audience.name,
                         "description": audience.description,
                         "channel": channel,
                         "segment_name": segment,
+                        "segment_id": segment_id,
+                        "exclude_audiences": ",".join(audience.exclude.audiences) or None,
+                        "exclude_suppressed": audience.exclude.suppressed,
+                        "exclusive_group": audience.exclusive_group,
+                        "priority": audience.priority,
+                        "holdout_pct": audience.holdout_pct,
+                        "holdout_salt": audience.holdout_salt,
+                        "min_size": audience.min_size,
+                        "max_size": audience.max_size,
+                        "frequency_cap_days": audience.frequency_cap_days,
                         "campaign_id": rule.campaign_id,
                         "min_response_probability": rule.min_response_probability,
                         "max_recency_days": rule.max_recency_days,
                         "min_recency_days": rule.min_recency_days,
                         "min_orders_lifetime": rule.min_orders_lifetime,
+                        "max_orders_lifetime": rule.max_orders_lifetime,
+                        "rfm_labels": _joined(rule.rfm_labels),
+                        "membership_tiers": _joined(rule.membership_tiers),
+                        "min_uplift": rule.min_uplift,
+                        "max_decile": rule.max_decile,
+                        "min_churn_probability": rule.min_churn_probability,
+                        "recommended_categories": _joined(rule.recommended_categories),
+                        "recommended_item_ids": _joined(rule.recommended_item_ids),
                         "as_of_date": run_date,
                     }
                 )
@@ -295,10 +479,30 @@ def definitions_frame(
             "max_recency_days": "Int64",
             "min_recency_days": "Int64",
             "min_orders_lifetime": "Int64",
+            "max_orders_lifetime": "Int64",
+            "rfm_labels": "string",
+            "membership_tiers": "string",
+            "min_uplift": "Float64",
+            "max_decile": "Int64",
+            "min_churn_probability": "Float64",
+            "recommended_categories": "string",
+            "recommended_item_ids": "string",
+            "segment_id": "Int64",
+            "exclude_audiences": "string",
+            "exclude_suppressed": "bool",
+            "exclusive_group": "string",
+            "priority": "Int64",
+            "holdout_pct": "float64",
+            "holdout_salt": "str",
+            "min_size": "Int64",
+            "max_size": "Int64",
+            "frequency_cap_days": "Int64",
         }
     )
     frame["as_of_date"] = pd.Series([run_date] * len(frame), dtype=object)
     frame = frame.sort_values(
-        ["audience_name", "channel", "segment_name"], na_position="first", kind="stable"
+        ["audience_name", "channel", "segment_name", "segment_id"],
+        na_position="first",
+        kind="stable",
     ).reset_index(drop=True)
     return frame

@@ -29,7 +29,16 @@ class TableSpec:
         Numeric columns that must be >= 0.
     foreign_keys : dict
         Column -> (table, column); the parent row must have landed in a partition on or before
-        the child's partition.
+        the child's partition. A NULL value is not checked here (``not_null`` covers it).
+    optional : dict
+        Column -> (DuckDB type, default SQL literal): may be absent from a file (older exports,
+        shops without the concept); absent or NULL values take the default.
+    nullable_if : dict
+        Column -> boolean column: the column may be NULL on rows where that flag is true
+        (a guest order has no user).
+    max_abs : dict
+        Numeric column -> largest plausible absolute value; larger values are extreme outliers
+        (a quantity of 10^6 is a typo or a test order, not a purchase).
     """
 
     columns: dict[str, str]
@@ -39,6 +48,14 @@ class TableSpec:
     enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
     non_negative: tuple[str, ...] = ()
     foreign_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
+    optional: dict[str, tuple[str, str]] = field(default_factory=dict)
+    nullable_if: dict[str, str] = field(default_factory=dict)
+    max_abs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def all_columns(self) -> dict[str, str]:
+        """Required and optional columns with their types, in table order."""
+        return {**self.columns, **{c: t for c, (t, _) in self.optional.items()}}
 
 
 EVENT_TYPES = ("view", "cart", "purchase")
@@ -70,6 +87,7 @@ TABLES: dict[str, TableSpec] = {
         key=("item_id",),
         not_null=("item_id", "category", "price"),
         non_negative=("price",),
+        max_abs={"price": 1_000_000.0},
     ),
     "campaigns": TableSpec(
         columns={
@@ -106,6 +124,10 @@ TABLES: dict[str, TableSpec] = {
         not_null=("order_id", "user_id", "ordered_at"),
         timestamp="ordered_at",
         foreign_keys={"user_id": ("users", "user_id")},
+        # a cancellation/return (its lines carry the returned quantities, positive) reduces
+        # spend and is not a purchase; a guest order has no user: kept for item statistics.
+        optional={"is_cancelled": ("BOOLEAN", "false"), "is_guest": ("BOOLEAN", "false")},
+        nullable_if={"user_id": "is_guest"},
     ),
     "order_lines": TableSpec(
         columns={
@@ -118,6 +140,7 @@ TABLES: dict[str, TableSpec] = {
         key=("order_id", "line_number"),
         not_null=("order_id", "line_number", "item_id", "quantity", "unit_price"),
         non_negative=("quantity", "unit_price"),
+        max_abs={"quantity": 100_000.0, "unit_price": 1_000_000.0},
         foreign_keys={"order_id": ("orders", "order_id"), "item_id": ("items", "item_id")},
     ),
     "campaign_sends": TableSpec(

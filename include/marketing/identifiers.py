@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from typing import Literal
 
 import pandas as pd
@@ -146,4 +147,67 @@ def sha256_hex_series(values: pd.Series) -> pd.Series:
         index=values.index,
         dtype=object,
         name=values.name,
+    )
+
+
+def _fold_text(value: object) -> str | None:
+    """NFC-normalised, lower-cased text with every non-letter/non-digit removed (or ``None``)."""
+    if _is_missing(value):
+        return None
+    text = unicodedata.normalize("NFC", str(value)).lower()
+    kept = "".join(ch for ch in text if ch.isalnum())
+    return kept or None
+
+
+def normalise_name(name: object) -> str | None:
+    """Lower-case a first or last name and drop punctuation and whitespace.
+
+    Meta: "lowercase only with no punctuation; special characters in UTF-8" (``"Valéry"`` ->
+    ``"valéry"``). Google Customer Match: lower-case, no spaces before, after or inside. Both
+    platforms therefore hash the same form; accents are kept (NFC), not transliterated.
+
+    Examples
+    --------
+    >>> normalise_name(" Mary-Ann O'Neil ")
+    'maryannoneil'
+    """
+    return _fold_text(name)
+
+
+def normalise_city(city: object) -> str | None:
+    """Meta ``CT``: lower-case, no punctuation, no spaces (``"Menlo Park"`` -> ``"menlopark"``)."""
+    return _fold_text(city)
+
+
+def normalise_country(country: object) -> str | None:
+    """ISO-3166 alpha-2 code in upper case, or ``None`` when it is not two letters."""
+    if _is_missing(country):
+        return None
+    value = str(country).strip().upper()
+    return value if len(value) == 2 and value.isascii() and value.isalpha() else None
+
+
+def normalise_zip(postal_code: object, country: object) -> str | None:
+    """A postal code as both platforms expect it.
+
+    Lower-cased with spaces and dashes removed (Meta ``ZIP``); US codes keep their first five
+    digits only (both platforms match on the 5-digit ZIP). Google takes the result unhashed.
+
+    Examples
+    --------
+    >>> normalise_zip("94025-1234", "US"), normalise_zip("SW1A 1AA", "GB")
+    ('94025', 'sw1a1aa')
+    """
+    if _is_missing(postal_code):
+        return None
+    value = "".join(ch for ch in str(postal_code).strip().lower() if ch not in " -")
+    if normalise_country(country) == "US":
+        value = value[:5] if len(value) >= 5 and value[:5].isdigit() else ""
+    return value if value and value.isalnum() else None
+
+
+def normalise_series(values: pd.Series, normalise) -> pd.Series:
+    """Apply a one-argument normaliser over a Series; missing results are ``None``."""
+    return pd.Series(
+        [normalise(v) for v in values], index=values.index, dtype=object, name=values.name
     )

@@ -10,6 +10,8 @@ required column missing) refuses the whole landing before anything is written.
 
 from __future__ import annotations
 
+import csv
+import difflib
 import hashlib
 import logging
 import re
@@ -26,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 _PARTITION = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _FILE_SUFFIXES = (".parquet", ".csv")
+# Lineage columns a derived file (``marketing.source_mapping``) may carry: the shop's own file
+# and row, so a rejected row names what the shop exported, not our intermediate file.
+_ORIGIN_COLUMNS = ("_origin_file", "_origin_row")
+_OTHER_DELIMITERS = (";", "\t", "|")
 
 
 class LandingError(ValueError):
@@ -39,6 +45,8 @@ class LandingReport:
     as_of_date: date
     tables: dict[str, dict[str, int]] = field(default_factory=dict)
     rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rows_loaded(self) -> int:
@@ -90,26 +98,69 @@ def _file_columns(path: Path) -> list[str]:
     try:
         if path.suffix == ".parquet":
             return list(pq.read_schema(path).names)
-        with path.open(encoding="utf-8") as handle:
-            header = handle.readline().strip()
-        return [c.strip().strip('"') for c in header.split(",")] if header else []
+        if path.stat().st_size == 0:
+            raise LandingError(f"{path}: empty file (0 bytes, not even a header row)")
+        with path.open(encoding="utf-8", newline="") as handle:
+            header = next(csv.reader(handle), [])
+        return [c.strip() for c in header]
+    except LandingError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise LandingError(
+            f"{path}: not UTF-8 text ({exc.reason} near byte {exc.start}): wrong encoding; "
+            "re-export as UTF-8 or set the source encoding in the mapping"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
         raise LandingError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
 
 
 def check_structure(spec: TableSpec, table: str, files: list[Path]) -> None:
-    """Raise ``LandingError`` naming the file and column when a required column is missing."""
+    """Raise ``LandingError`` naming the file and column when a required column is missing.
+
+    The message says what probably happened: a single header cell holding ``;`` or a tab is a
+    wrong delimiter; a missing column with a near namesake was renamed.
+    """
     for path in files:
         found = _file_columns(path)
         missing = [c for c in spec.columns if c not in found]
         if missing:
+            hints = []
+            if len(found) == 1 and any(d in found[0] for d in _OTHER_DELIMITERS):
+                hints.append("the header has one column: wrong delimiter (expected ',')")
+            for column in missing:
+                close = difflib.get_close_matches(column, found, n=1, cutoff=0.6)
+                if close:
+                    hints.append(f"'{close[0]}' looks like a renamed '{column}'")
             raise LandingError(
                 f"{path}: table '{table}' is missing required column(s) {', '.join(missing)} "
                 f"(found: {', '.join(found) or 'no columns'})"
+                + (f"; {'; '.join(hints)}" if hints else "")
             )
-        extra = sorted(set(found) - set(spec.columns))
+        extra = sorted(set(found) - set(spec.all_columns) - set(_ORIGIN_COLUMNS))
         if extra:
             logger.warning("%s: ignoring extra column(s) %s", path, ", ".join(extra))
+
+
+def check_readable(con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
+    """Read every CSV file in full once; raise ``LandingError`` naming the file when it fails.
+
+    Catches what a header check cannot: a truncated or ragged row, bytes that are not UTF-8,
+    an unterminated quote. Parquet files are checked by reading their footer (schema).
+    """
+    for path in files:
+        if path.suffix != ".csv":
+            continue
+        try:
+            con.execute(
+                "select count(*) from read_csv(?, all_varchar = true, header = true, "
+                "delim = ',', quote = '\"', strict_mode = true)",
+                [path.as_posix()],
+            ).fetchone()
+        except duckdb.Error as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise LandingError(
+                f"{path}: unreadable CSV (truncated row, wrong encoding or delimiter?): {first}"
+            ) from exc
 
 
 def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -120,6 +171,12 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             f"create table if not exists raw.{table} "
             f"({columns}, _partition_date DATE, _source_file VARCHAR)"
         )
+        for column, (column_type, default) in spec.optional.items():
+            # added after the table was first created: older warehouses get it too
+            con.execute(
+                f'alter table raw.{table} add column if not exists "{column}" {column_type} '
+                f"default {default}"
+            )
     con.execute(
         "create table if not exists raw.rejected_rows (table_name VARCHAR, source_file VARCHAR, "
         "row_number BIGINT, rule VARCHAR, record VARCHAR, partition_date DATE)"
@@ -160,26 +217,39 @@ def _read_sql(files: list[Path]) -> str:
     return (
         f"select *, row_number() over (partition by filename) as _row_number from "
         f"read_csv([{paths}], union_by_name = true, filename = true, all_varchar = true, "
-        "header = true)"
+        "header = true, delim = ',')"
     )
+
+
+def _present_columns(files: list[Path]) -> set[str]:
+    return {c for path in files for c in _file_columns(path)}
 
 
 def _row_rule_sql(spec: TableSpec) -> str:
     """CASE expression naming the first row-level rule a row breaks (NULL when it passes)."""
     checks = []
-    for column, column_type in spec.columns.items():
+    for column, column_type in spec.all_columns.items():
         checks.append(
             (f'"{column}" is not null and try_cast("{column}" as {column_type}) is null',
              f"unparseable_{column}")
         )
     for column in spec.not_null:
-        checks.append((f'"{column}" is null', f"null_{column}"))
+        flag = spec.nullable_if.get(column)
+        condition = f'"{column}" is null'
+        if flag:
+            condition += f' and not coalesce(try_cast("{flag}" as BOOLEAN), false)'
+        checks.append((condition, f"null_{column}"))
     for column, allowed in spec.enums.items():
         values = ", ".join(f"'{v}'" for v in allowed)
         checks.append((f'"{column}" is not null and "{column}" not in ({values})', f"invalid_{column}"))
     for column in spec.non_negative:
         column_type = spec.columns[column]
         checks.append((f'try_cast("{column}" as {column_type}) < 0', f"negative_{column}"))
+    for column, limit in spec.max_abs.items():
+        column_type = spec.all_columns[column]
+        checks.append(
+            (f'abs(try_cast("{column}" as {column_type})) > {limit!r}', f"outlier_{column}")
+        )
     if spec.timestamp:
         checks.append(
             (f'try_cast("{spec.timestamp}" as TIMESTAMP) >= _partition_date + interval 1 day',
@@ -195,23 +265,34 @@ def _land_table(
     spec = TABLES[table]
     files = [f for p in pending for f in p.files]
     prefix = landing_dir.as_posix().rstrip("/") + "/"
-    typed = ", ".join(f'try_cast("{c}" as {t}) as "{c}"' for c, t in spec.columns.items())
-    record = ", ".join(f"'{c}': \"{c}\"::VARCHAR" for c in spec.columns)
+    present = _present_columns(files)
+    # optional columns absent from every file are added as NULL and then take their default
+    absent = ", ".join(
+        f'null::VARCHAR as "{c}"' for c in list(spec.optional) + list(_ORIGIN_COLUMNS)
+        if c not in present
+    )
+    typed = ", ".join(
+        f'coalesce(try_cast("{c}" as {t}), {spec.optional[c][1]}) as "{c}"'
+        if c in spec.optional
+        else f'try_cast("{c}" as {t}) as "{c}"'
+        for c, t in spec.all_columns.items()
+    )
+    record = ", ".join(f"'{c}': \"{c}\"::VARCHAR" for c in spec.all_columns)
     con.execute(
         f"""
         create or replace temp table _typed as
         with incoming as (
             select
                 *,
+                {absent + "," if absent else ""}
                 regexp_extract(filename, 'date=(\\d{{4}}-\\d{{2}}-\\d{{2}})', 1)::DATE
                     as _partition_date,
-                replace(filename, '{prefix}', '') as _source_file,
             from ({_read_sql(files)})
         )
         select
             _partition_date,
-            _source_file,
-            _row_number,
+            coalesce(_origin_file::VARCHAR, replace(filename, '{prefix}', '')) as _source_file,
+            coalesce(try_cast(_origin_row as BIGINT), _row_number) as _row_number,
             {typed},
             to_json({{{record}}})::VARCHAR as _record,
             {_row_rule_sql(spec)} as _row_rule,
@@ -233,8 +314,9 @@ def _land_table(
     fk_whens = []
     for column, (parent, parent_column) in spec.foreign_keys.items():
         fk_whens.append(
-            f"when not exists (select 1 from raw.{parent} as p where p.{parent_column} = t.{column} "
-            f"and p._partition_date <= t._partition_date) then 'unknown_{column}'"
+            f"when t.{column} is not null and not exists (select 1 from raw.{parent} as p "
+            f"where p.{parent_column} = t.{column} and p._partition_date <= t._partition_date) "
+            f"then 'unknown_{column}'"
         )
     key_join = " and ".join(f"r.{k} = t.{k}" for k in spec.key)
     key_list = ", ".join(spec.key)
@@ -257,9 +339,10 @@ def _land_table(
         from _typed as t
         """
     )
-    columns = ", ".join(f'"{c}"' for c in spec.columns)
+    columns = ", ".join(f'"{c}"' for c in spec.all_columns)
     con.execute(
-        f"insert into raw.{table} select {columns}, _partition_date, _source_file "
+        f"insert into raw.{table} ({columns}, _partition_date, _source_file) "
+        f"select {columns}, _partition_date, _source_file "
         "from _checked where _rule is null order by _partition_date, _source_file, _row_number"
     )
     con.execute(
@@ -325,12 +408,17 @@ def land(
         raise LandingError(f"{landing_dir}: landing zone does not exist")
     _ensure_tables(con)
     reland_from = as_of_date - timedelta(days=reland_days)
+    report = LandingReport(as_of_date=as_of_date)
     plan = {}
     for table, spec in TABLES.items():
-        pending = _pending(con, discover_partitions(landing_dir, table, as_of_date), reland_from)
-        check_structure(spec, table, [f for p in pending for f in p.files])
+        partitions = discover_partitions(landing_dir, table, as_of_date)
+        if not partitions:
+            report.notes.append(_absent_note(table))
+        pending = _pending(con, partitions, reland_from)
+        files = [f for p in pending for f in p.files]
+        check_structure(spec, table, files)
+        check_readable(con, files)
         plan[table] = pending
-    report = LandingReport(as_of_date=as_of_date)
     con.execute("begin transaction")
     try:
         for table, pending in plan.items():
@@ -346,7 +434,42 @@ def land(
         [as_of_date],
     ).fetchall():
         report.rejected_by_rule[rule] = count
+    report.counts = _order_counts(con, as_of_date)
+    for note in report.notes:
+        logger.warning("%s", note)
+    if report.counts["guest_orders"]:
+        logger.info(
+            "%d guest orders (no customer id) kept for item statistics, not in user profiles",
+            report.counts["guest_orders"],
+        )
     logger.info(
         "landed %d rows (%d rejected) for %s", report.rows_loaded, report.rows_rejected, as_of_date
     )
     return report
+
+
+_ABSENT_EFFECT = {
+    "campaigns": "no campaigns: response scores fall back to purchase propensity",
+    "campaign_sends": "no campaign sends: no response model can be trained",
+    "campaign_responses": "no campaign responses: no response model can be trained",
+    "events": "no clickstream: behaviour features are zero, CF uses purchases only",
+    "suppressions": "no suppression list: nobody is suppressed",
+    "erasure_requests": "no erasure requests",
+    "users": "no users: no profiles, segments or audiences",
+    "items": "no items: order lines and events cannot land",
+}
+
+
+def _absent_note(table: str) -> str:
+    effect = _ABSENT_EFFECT.get(table, "the table stays empty")
+    return f"source '{table}' is absent (no partitions up to D): raw.{table} is empty; {effect}"
+
+
+def _order_counts(con: duckdb.DuckDBPyConnection, as_of_date: date) -> dict[str, int]:
+    """Orders landed up to D that are guest orders or cancellations (counted, not rejected)."""
+    guests, cancelled = con.execute(
+        "select count(*) filter (where is_guest), count(*) filter (where is_cancelled) "
+        "from raw.orders where _partition_date <= ?",
+        [as_of_date],
+    ).fetchone()
+    return {"guest_orders": int(guests), "cancelled_orders": int(cancelled)}

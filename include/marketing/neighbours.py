@@ -20,6 +20,11 @@ interactions, weighted and binary). Measured there on 2 cores, k=20: sparse_dot_
 (weighted) / 3.4 s (binary: 64% of items tied at rank 20), blocked 4.8 s / 3.2 s
 (3.5 s with ``min_support=2``), each under 0.3 GB above the input.
 
+Other similarities (``similarity="jaccard"`` / ``"lift"``, as in Microsoft Recommenders'
+SAR) rank functions of the co-occurrence counts and run on the blocked engine.
+:func:`user_neighbours` is the same exact top-k on the transposed matrix (user-based CF);
+:func:`content_neighbours` covers items without interactions (same category, nearest price).
+
 Ties. Floating-point sums of mathematically equal similarities can differ in the last bits,
 so similarities are rounded to :data:`SIGNIFICANT_DIGITS` significant decimal digits
 (:func:`round_significant`); the rounded value is both the published similarity and the
@@ -45,6 +50,9 @@ MAX_BLOCK_PRODUCTS = 4_000_000
 """Default bound on scalar products (so result entries) held per block (~0.3 GB)."""
 
 METHODS = ("auto", "sparse_dot_topn", "blocked")
+
+SIMILARITIES = ("cosine", "jaccard", "lift")
+"""Item-item similarities: cosine on strengths; Jaccard and lift on co-occurrence counts (SAR)."""
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "strength", "has_purchased")
 
@@ -331,10 +339,18 @@ def _blocked_top_k(
     k: int,
     min_support: int,
     max_block_products: int,
+    similarity: str = "cosine",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Exact top-k neighbours of the items ``item_rows`` (column indices) by blocks."""
+    """Exact top-k neighbours of the items ``item_rows`` (column indices) by blocks.
+
+    ``similarity="cosine"`` ranks ``Xn^T Xn``; ``"jaccard"`` and ``"lift"`` rank functions
+    of the co-occurrence counts ``c_ij = (B^T B)[i, j]`` of the binary matrix ``B`` as in
+    SAR: ``c_ij / (c_ii + c_jj - c_ij)`` and ``c_ij / (c_ii * c_jj)``.
+    """
     by_user = normalised.tocsr()
-    binary_by_user = binary.tocsr() if min_support > 1 else None
+    needs_support = min_support > 1 or similarity != "cosine"
+    binary_by_user = binary.tocsr() if needs_support else None
+    occurrences = np.diff(binary.indptr).astype(np.float64)
     # Scalar products of item i against all items = sum of row lengths of i's users.
     row_lengths = np.diff(by_user.indptr).astype(np.float64)
     costs = (binary.T @ row_lengths)[item_rows]
@@ -354,8 +370,16 @@ def _blocked_top_k(
             ):
                 raise RuntimeError("support and similarity products have different patterns")
             keep &= support.data >= min_support
+        values = product.data
+        if similarity != "cosine":
+            counts = support.data
+            c_i, c_j = occurrences[rows], occurrences[cols]
+            if similarity == "jaccard":
+                values = counts / (c_i + c_j - counts)
+            else:
+                values = counts / (c_i * c_j)
         rows, cols = rows[keep], cols[keep]
-        selected, rank, values = top_k_per_row(rows, cols, product.data[keep], k)
+        selected, rank, values = top_k_per_row(rows, cols, values[keep], k)
         parts.append((rows[selected], cols[selected], rank, values))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
@@ -385,7 +409,7 @@ def _topn_top_k(
     by_item = normalised.T.tocsr()
     by_user = normalised.tocsr()
     n_items = normalised.shape[1]
-    result = sp_matmul_topn(by_item, by_user, top_n=k + 2, n_threads=n_threads)
+    result = sp_matmul_topn(by_item, by_user, top_n=k + 2, sort=True, n_threads=n_threads)
     rows, cols, values = _sorted_entries(result, np.arange(n_items, dtype=np.int64))
     rank = _rank_in_group(rows)
     kth = np.full(n_items, np.nan)
@@ -406,7 +430,12 @@ def _topn_top_k(
             # A raw value rounding to v_k lies within 5e-7 (relative) of it.
             threshold = float(kth[chunk].min()) * (1 - 2e-6)
             result = sp_matmul_topn(
-                by_item[chunk], by_user, top_n=n_items, threshold=threshold, n_threads=n_threads
+                by_item[chunk],
+                by_user,
+                top_n=n_items,
+                threshold=threshold,
+                sort=True,
+                n_threads=n_threads,
             )
             rows, cols, values = _sorted_entries(result, chunk)
             keep = values >= kth[rows]
@@ -421,13 +450,26 @@ def _topn_top_k(
 def _sorted_entries(
     result: sp.csr_matrix, row_items: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-self entries of an item-row product, rounded and sorted by (row, -value, col)."""
+    """Non-self entries of an item-row product, rounded and sorted by (row, -value, col).
+
+    ``result`` comes from ``sp_matmul_topn(..., sort=True)``: every row is already in
+    descending value order, so (rounding being monotone) only runs of equal rounded values
+    need reordering by column, done with one integer argsort. Should a row not be in
+    descending order, a full lexsort is used instead.
+    """
     rows = np.repeat(row_items, np.diff(result.indptr))
     cols = result.indices.astype(np.int64)
     keep = (cols != rows) & (result.data > 0)
     rows, cols = rows[keep], cols[keep]
     values = round_significant(result.data[keep])
-    order = np.lexsort((cols, -values, rows))
+    if not len(rows):
+        return rows, cols, values
+    same_row = rows[1:] == rows[:-1]
+    if np.any(same_row & (values[1:] > values[:-1])):
+        order = np.lexsort((cols, -values, rows))
+        return rows[order], cols[order], values[order]
+    run = np.cumsum(np.r_[True, ~same_row | (values[1:] != values[:-1])])
+    order = np.argsort(run * (int(cols.max()) + 1) + cols, kind="stable")
     return rows[order], cols[order], values[order]
 
 
@@ -436,11 +478,12 @@ def item_neighbours(
     k: int = 20,
     min_support: int = 1,
     *,
+    similarity: str = "cosine",
     method: str = "auto",
     max_block_products: int = MAX_BLOCK_PRODUCTS,
     n_threads: int | None = None,
 ) -> pd.DataFrame:
-    """Top-``k`` most cosine-similar items of every item, on sparse matrices only.
+    """Top-``k`` most similar items of every item, on sparse matrices only.
 
     Parameters
     ----------
@@ -450,10 +493,15 @@ def item_neighbours(
         Neighbours kept per item (>= 1).
     min_support : int, default 1
         Minimum number of users who interacted with both items for the pair to count.
+    similarity : {"cosine", "jaccard", "lift"}, default "cosine"
+        ``"cosine"``: cosine of the strength columns. ``"jaccard"`` / ``"lift"`` (as in
+        Microsoft Recommenders' SAR) use co-occurrence counts ``c_ij`` (users who
+        interacted with both) and item counts ``c_ii``: ``c_ij / (c_ii + c_jj - c_ij)``
+        and ``c_ij / (c_ii * c_jj)``. Both need ``method="blocked"`` (chosen by "auto").
     method : {"auto", "sparse_dot_topn", "blocked"}, default "auto"
         Engine (see the module docstring); both give identical results. ``"auto"`` uses
-        sparse_dot_topn (measured fastest) unless ``min_support > 1``, which needs
-        ``"blocked"``.
+        sparse_dot_topn (measured fastest) unless ``min_support > 1`` or a similarity other
+        than cosine is asked for, which need ``"blocked"``.
     max_block_products : int, default :data:`MAX_BLOCK_PRODUCTS`
         Memory bound: scalar products (entries held) per block of items.
     n_threads : int, optional
@@ -463,7 +511,7 @@ def item_neighbours(
     -------
     pandas.DataFrame
         Columns ``item_id``, ``neighbour_item_id`` (int64), ``rank`` (int32, 1..k) and
-        ``similarity`` (float64, in (0, 1], rounded to :data:`SIGNIFICANT_DIGITS`
+        ``similarity`` (float64, > 0; cosine and Jaccard <= 1; rounded to :data:`SIGNIFICANT_DIGITS`
         significant digits), sorted by item_id then rank. Ranks order similarity
         descending, ties by neighbour_item_id ascending. An item is never its own
         neighbour; pairs with similarity 0 (no shared user) are absent, so items sharing no
@@ -472,9 +520,15 @@ def item_neighbours(
     Raises
     ------
     ValueError
-        On ``k < 1``, ``min_support < 1``, an unknown method, or ``method="sparse_dot_topn"``
-        with ``min_support > 1``.
+        On ``k < 1``, ``min_support < 1``, an unknown method or similarity, or
+        ``method="sparse_dot_topn"`` with ``min_support > 1`` or a non-cosine similarity.
     """
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    if method == "sparse_dot_topn" and similarity != "cosine":
+        raise ValueError(
+            f"method 'sparse_dot_topn' computes cosine only, got similarity {similarity!r}"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if min_support < 1:
@@ -491,9 +545,11 @@ def item_neighbours(
     normalised = _normalised_columns(matrix.strength)
     binary = normalised.copy()
     binary.data = np.ones_like(binary.data)
-    if method == "blocked" or min_support > 1:
+    if method == "blocked" or min_support > 1 or similarity != "cosine":
         all_items = np.arange(n_items, dtype=np.int64)
-        parts = _blocked_top_k(normalised, binary, all_items, k, min_support, max_block_products)
+        parts = _blocked_top_k(
+            normalised, binary, all_items, k, min_support, max_block_products, similarity
+        )
     else:
         threads = n_threads if n_threads is not None else (os.cpu_count() or 1)
         parts = _topn_top_k(normalised, binary, k, max_block_products, threads)
@@ -507,5 +563,131 @@ def item_neighbours(
             "similarity": values[order].astype(np.float64),
         }
     )
-    logger.info("item neighbours: %d pairs for %d items (k=%d)", len(result), n_items, k)
+    logger.info(
+        "item neighbours (%s): %d pairs for %d items (k=%d)", similarity, len(result), n_items, k
+    )
     return result
+
+
+def user_neighbours(
+    matrix: InteractionMatrix,
+    k: int = 20,
+    min_support: int = 1,
+    *,
+    method: str = "auto",
+    max_block_products: int = MAX_BLOCK_PRODUCTS,
+    n_threads: int | None = None,
+) -> pd.DataFrame:
+    """Top-``k`` most cosine-similar users of every user (user-based CF), sparse only.
+
+    The same exact top-k as :func:`item_neighbours` on the transposed matrix (user rows as
+    the compared vectors), so memory stays ``O(users * k)``: never a users x users matrix.
+
+    Parameters
+    ----------
+    matrix : InteractionMatrix
+        From :func:`interaction_matrix`.
+    k, min_support, method, max_block_products, n_threads
+        As in :func:`item_neighbours` (cosine similarity).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id``, ``neighbour_user_id`` (int64), ``rank`` (int32, 1..k), ``similarity``
+        (float64), sorted by user_id then rank; ties by neighbour_user_id ascending.
+    """
+    transposed = InteractionMatrix(
+        strength=matrix.strength.T.tocsr(),
+        user_ids=matrix.item_ids,
+        item_ids=matrix.user_ids,
+        purchased=matrix.purchased.T.tocsr(),
+    )
+    result = item_neighbours(
+        transposed,
+        k=k,
+        min_support=min_support,
+        method=method,
+        max_block_products=max_block_products,
+        n_threads=n_threads,
+    )
+    return result.rename(columns={"item_id": "user_id", "neighbour_item_id": "neighbour_user_id"})
+
+
+CONTENT_COLUMNS = ("item_id", "category", "price")
+
+
+def content_neighbours(items: pd.DataFrame, cold_item_ids, k: int = 20) -> pd.DataFrame:
+    """Content-based neighbours of items without interactions: same category, nearest price.
+
+    Candidates of a cold item are the other catalogue items of its category; they are
+    ranked by price similarity ``min(p_i, p_j) / max(p_i, p_j)`` (1 = same price; rounded
+    like CF similarities), ties by neighbour item id. Only the ``k`` nearest items on
+    either side in (price, item_id) order are considered, so work is ``O(items log items +
+    cold * k)``; pairs with similarity 0 (one price 0) are dropped.
+
+    Parameters
+    ----------
+    items : pandas.DataFrame
+        The catalogue: ``item_id``, ``category``, ``price`` (>= 0), one row per item.
+    cold_item_ids : array-like of int
+        Items to find neighbours for (ids absent from ``items`` are ignored).
+    k : int, default 20
+        Neighbours kept per item (>= 1).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``item_id``, ``neighbour_item_id`` (int64), ``rank`` (int32), ``similarity``
+        (float64), sorted by item_id then rank.
+
+    Raises
+    ------
+    ValueError
+        On ``k < 1``, a missing column, null or negative values, or duplicated item ids.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    missing = [column for column in CONTENT_COLUMNS if column not in items.columns]
+    if missing:
+        raise ValueError(f"items lack required columns {missing}, got {list(items.columns)}")
+    if items[list(CONTENT_COLUMNS)].isna().any().any():
+        raise ValueError("items must not contain nulls in item_id/category/price")
+    if items["item_id"].duplicated().any():
+        raise ValueError("items must have one row per item_id")
+    if (items["price"] < 0).any():
+        raise ValueError("items.price must be >= 0")
+    catalogue = items.sort_values(["category", "price", "item_id"]).reset_index(drop=True)
+    ids = catalogue["item_id"].to_numpy(dtype=np.int64)
+    prices = catalogue["price"].to_numpy(dtype=np.float64)
+    category = pd.factorize(catalogue["category"])[0]
+    cold = np.flatnonzero(np.isin(ids, np.asarray(list(cold_item_ids), dtype=np.int64)))
+    if not len(cold):
+        return _empty_neighbours()
+    starts = np.searchsorted(category, category[cold], side="left")
+    stops = np.searchsorted(category, category[cold], side="right")
+    offsets = np.arange(-k, k + 1)
+    candidate = cold[:, None] + offsets[None, :]
+    source = np.repeat(cold, len(offsets))
+    candidate = candidate.ravel()
+    valid = (
+        (candidate >= np.repeat(starts, len(offsets)))
+        & (candidate < np.repeat(stops, len(offsets)))
+        & (candidate != source)
+    )
+    source, candidate = source[valid], candidate[valid]
+    high = np.maximum(prices[source], prices[candidate])
+    low = np.minimum(prices[source], prices[candidate])
+    similarity = np.where(high > 0, low / np.where(high > 0, high, 1.0), 1.0)
+    keep = similarity > 0
+    source, candidate, similarity = source[keep], candidate[keep], similarity[keep]
+    # top_k_per_row breaks ties by the column: use the neighbour id itself.
+    selected, rank, values = top_k_per_row(ids[source], ids[candidate], similarity, k)
+    result = pd.DataFrame(
+        {
+            "item_id": ids[source][selected],
+            "neighbour_item_id": ids[candidate][selected],
+            "rank": rank,
+            "similarity": values,
+        }
+    )
+    return result.sort_values(["item_id", "rank"], kind="stable").reset_index(drop=True)

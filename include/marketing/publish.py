@@ -1,8 +1,18 @@
 """Write audience files for each channel into the outbox, atomically.
 
-Layout: ``<outbox_dir>/<channel>/<audience_name>/<YYYY-MM-DD>/`` holding one data file and a
-``manifest.json``. Ad channels get only normalised + SHA-256-hashed identifiers; the e-mail
-channel gets plain addresses of consented, unsuppressed users only.
+Layout: ``<outbox_dir>/<channel>/<audience_name>/<YYYY-MM-DD>/`` holding the full export, its
+deltas against the last successful publish and a ``manifest.json``. Ad channels get only
+normalised + SHA-256-hashed identifiers (Google takes Country and Zip in plain, as Customer Match
+specifies; Meta's payload files hold at most 10,000 rows, one API request each); the e-mail
+channel gets plain addresses of consented, unsuppressed users only. Holdout members are never
+exported; ad audiences below ``min_size`` are not published (the manifest says why).
+
+Platform rules (checked against the platforms' published guides): Google Customer Match CSV
+headers ``Email, Phone, First Name, Last Name, Country, Zip``; e-mails and names trimmed and
+lower-cased, phones in E.164 with ``+``, SHA-256 hex; Country ISO alpha-2 and Zip unhashed. Meta
+Custom Audiences multi-key schema ``EMAIL, PHONE, FN, LN, ZIP, CT, COUNTRY``: every value
+SHA-256 hex after normalisation (phones digits only with country code, names and cities
+lower-case without punctuation or spaces, US ZIP 5 digits, country lower-case alpha-2).
 
 Defence in depth: the audience marts already filter on consent, but the publisher applies each
 channel's consent rule again, so a bug upstream cannot leak a non-consented user.
@@ -23,7 +33,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -32,8 +42,13 @@ import pandas as pd
 
 from marketing.audience_config import CHANNELS
 from marketing.identifiers import (
+    normalise_city,
+    normalise_country,
     normalise_emails,
+    normalise_name,
     normalise_phones,
+    normalise_series,
+    normalise_zip,
     sha256_hex_series,
 )
 
@@ -43,26 +58,51 @@ MEMBER_COLUMNS: tuple[str, ...] = (
     "user_id",
     "email",
     "phone",
-    "country",
     "first_name",
+    "last_name",
+    "country",
+    "city",
+    "postal_code",
     "is_email_opt_in",
     "is_ads_opt_in",
     "is_email_suppressed",
     "is_erased",
     "segment_name",
-    "recommended_items",
+    "recommended_item_1",
+    "recommended_item_2",
+    "recommended_item_3",
     "response_probability",
 )
 
-# channel -> (file name, header). Column names are the platforms' upload templates.
+# channel -> (file stem, header). Column names are the platforms' upload templates: Google
+# Customer Match "Email, Phone, First Name, Last Name, Country, Zip" (Country and Zip plain,
+# the rest SHA-256); Meta Custom Audiences multi-key schema, every value SHA-256.
 CHANNEL_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "google_ads": ("customer_match.csv", ("Email", "Phone")),
-    "meta_ads": ("custom_audience.csv", ("EMAIL", "PHONE")),
+    "google_ads": (
+        "customer_match",
+        ("Email", "Phone", "First Name", "Last Name", "Country", "Zip"),
+    ),
+    "meta_ads": ("custom_audience", ("EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "COUNTRY")),
     "email": (
-        "audience.csv",
-        ("email", "first_name", "segment_name", "recommended_items", "response_probability"),
+        "audience",
+        (
+            "email",
+            "first_name",
+            "segment_name",
+            "recommended_item_1",
+            "recommended_item_2",
+            "recommended_item_3",
+            "response_probability",
+        ),
     ),
 }
+# Columns an ad platform receives in plain text (everything else in an ad file is a hash).
+PLAIN_AD_COLUMNS: frozenset[str] = frozenset({"Country", "Zip"})
+# Meta's API takes at most 10,000 users per request: one payload file per request.
+MAX_ROWS_PER_FILE: dict[str, int | None] = {"google_ads": None, "meta_ads": 10_000, "email": None}
+DEFAULT_MIN_SIZE = 100
+STATUS_PUBLISHED = "published"
+STATUS_BELOW_MIN_SIZE = "skipped_below_min_size"
 # Google Customer Match wants E.164 ("+1415..."), Meta digits only ("1415...").
 _PHONE_STYLE = {"google_ads": "e164", "meta_ads": "digits"}
 _SLUG = re.compile(r"^[a-z0-9_]+$")
@@ -77,13 +117,25 @@ class PublishResult:
     ----------
     channel, audience_name : str
     path : Path
-        The data file inside the published date directory.
+        The first data file (or, when nothing was published, the manifest).
     rows : int
-        Data rows (header excluded).
+        Data rows over all data files (header excluded); 0 when not published.
     sha256 : str
-        Hex SHA-256 of the data file's bytes.
+        Hex SHA-256 of the full export as one CSV (header + every row); equals the data
+        file's checksum when there is one file.
     status : str
-        ``"published"``.
+        ``"published"`` or ``"skipped_below_min_size"``.
+    adds, removes : int
+        Rows new / gone against the last successful publish.
+    holdout : int
+        Members held out as the control group (never exported).
+    reason : str or None
+        Why the audience was not published.
+    user_ids : tuple of int
+        Users in the exported rows (for ``ml.published_members``, the frequency cap).
+    row_hashes : tuple of str
+        Aligned with ``user_ids``: SHA-256 of the user's data line, so a later publish can
+        leave an erased user's line out of its removes file without knowing their identifiers.
     """
 
     channel: str
@@ -92,6 +144,12 @@ class PublishResult:
     rows: int
     sha256: str
     status: str
+    adds: int = 0
+    removes: int = 0
+    holdout: int = 0
+    reason: str | None = None
+    user_ids: tuple[int, ...] = ()
+    row_hashes: tuple[str, ...] = ()
 
 
 def _as_date(value: date | str) -> date:
@@ -131,7 +189,8 @@ def consented(members: pd.DataFrame, channel: str) -> pd.DataFrame:
     Ad channels: ads opt-in and not erased. E-mail: e-mail opt-in, not suppressed, not erased
     and a valid address. Missing flags count as no consent / suppressed / erased as the safe
     reading requires (opt-ins missing -> False; ``is_email_suppressed``/``is_erased`` missing ->
-    treated as True).
+    treated as True). Holdout members (``is_holdout`` true, when the column is given) are never
+    exported.
     """
     not_erased = ~members["is_erased"].astype("boolean").fillna(True).astype(bool)
     if channel in _PHONE_STYLE:
@@ -142,58 +201,130 @@ def consented(members: pd.DataFrame, channel: str) -> pd.DataFrame:
         keep = _flag(members, "is_email_opt_in") & not_suppressed & not_erased & valid
     else:
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
+    if "is_holdout" in members.columns:
+        keep &= ~members["is_holdout"].astype("boolean").fillna(True).astype(bool)
     return members.loc[keep.to_numpy()]
 
 
-def build_rows(members: pd.DataFrame, channel: str) -> list[tuple[str, ...]]:
-    """The data rows of the channel file (consent applied, deduplicated, sorted).
+def _google_zip(postal_code: object, country: object) -> str | None:
+    """Customer Match Zip (sent in plain): trimmed, upper-cased; US keeps 5 digits."""
+    value = normalise_zip(postal_code, country)
+    return None if value is None else value.upper()
+
+
+def _ad_table(eligible: pd.DataFrame, channel: str) -> pd.DataFrame:
+    email = sha256_hex_series(normalise_emails(eligible["email"]))
+    phone = sha256_hex_series(
+        normalise_phones(eligible["phone"], eligible["country"], _PHONE_STYLE[channel])
+    )
+    first = sha256_hex_series(normalise_series(eligible["first_name"], normalise_name))
+    last = sha256_hex_series(normalise_series(eligible["last_name"], normalise_name))
+    country = normalise_series(eligible["country"], normalise_country)
+    zips = pd.Series(
+        [
+            (_google_zip if channel == "google_ads" else normalise_zip)(z, c)
+            for z, c in zip(eligible["postal_code"], eligible["country"], strict=True)
+        ],
+        index=eligible.index,
+        dtype=object,
+    )
+    if channel == "google_ads":
+        columns = {
+            "Email": email,
+            "Phone": phone,
+            "First Name": first,
+            "Last Name": last,
+            "Country": country,
+            "Zip": zips,
+        }
+    else:
+        columns = {
+            "EMAIL": email,
+            "PHONE": phone,
+            "FN": first,
+            "LN": last,
+            "ZIP": sha256_hex_series(zips),
+            "CT": sha256_hex_series(normalise_series(eligible["city"], normalise_city)),
+            "COUNTRY": sha256_hex_series(country.str.lower()),
+        }
+    table = pd.DataFrame(columns, index=eligible.index)
+    # A row must carry a matchable key: an e-mail or phone hash (names + zip alone are weak).
+    has_key = email.notna() | phone.notna()
+    return table.loc[has_key.to_numpy()].fillna("")
+
+
+def _line(row: Sequence[str]) -> bytes:
+    """One CSV data line exactly as the file holds it (no line ending)."""
+    return _csv_bytes([], [row]).split(b"\n", 1)[1].rstrip(b"\n")
+
+
+def line_hash(line: bytes) -> str:
+    """Hex SHA-256 of a data line (the key ``ml.published_members.row_sha256`` stores)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def build_export(
+    members: pd.DataFrame, channel: str
+) -> tuple[list[tuple[str, ...]], list[tuple[int, str]]]:
+    """The data rows of the channel file and the users behind them.
 
     Parameters
     ----------
     members : pandas.DataFrame
-        Columns ``MEMBER_COLUMNS``.
+        Columns ``MEMBER_COLUMNS`` (and optionally ``is_holdout``); consent is applied here.
     channel : {"google_ads", "meta_ads", "email"}
 
     Returns
     -------
-    list of tuple of str
-        In the column order of ``CHANNEL_FILES[channel]``, sorted by every column in order.
+    rows : list of tuple of str
+        In the column order of ``CHANNEL_FILES[channel]``, deduplicated and sorted.
+    exported : list of (int, str)
+        ``(user_id, line_hash)`` of every user whose row was exported, sorted (one row per
+        e-mail address; identical ad rows of several accounts count every account).
     """
     missing = [c for c in MEMBER_COLUMNS if c not in members.columns]
     if missing:
         raise ValueError(f"members is missing columns {missing}, got {list(members.columns)}")
     eligible = consented(members, channel)
     if channel in _PHONE_STYLE:
-        emails = sha256_hex_series(normalise_emails(eligible["email"]))
-        phones = sha256_hex_series(
-            normalise_phones(eligible["phone"], eligible["country"], _PHONE_STYLE[channel])
+        table = _ad_table(eligible, channel)
+        records = list(table.itertuples(index=False, name=None))
+        exported = sorted(
+            (int(u), line_hash(_line(row)))
+            for u, row in zip(eligible.loc[table.index, "user_id"], records, strict=True)
         )
-        rows = {
-            (email or "", phone or "")
-            for email, phone in zip(emails, phones, strict=True)
-            if email is not None or phone is not None
-        }
-        return sorted(rows)
+        return sorted(set(records)), exported
     table = pd.DataFrame(
         {
             "email": normalise_emails(eligible["email"]),
             "first_name": _text(eligible["first_name"]),
             "segment_name": _text(eligible["segment_name"]),
-            "recommended_items": _text(eligible["recommended_items"]),
+            "recommended_item_1": _text(eligible["recommended_item_1"]),
+            "recommended_item_2": _text(eligible["recommended_item_2"]),
+            "recommended_item_3": _text(eligible["recommended_item_3"]),
             "response_probability": [
                 _format_probability(v) for v in eligible["response_probability"]
             ],
         }
     )
-    # One row per address: two accounts sharing an address get one e-mail.
-    rows = sorted(set(table.itertuples(index=False, name=None)))
+    table["user_id"] = eligible["user_id"].to_numpy()
+    # One row per address: two accounts sharing an address get one e-mail (the lowest row).
+    records = sorted(
+        (tuple(r[:-1]), int(r[-1])) for r in table.itertuples(index=False, name=None)
+    )
     seen: set[str] = set()
-    unique = []
-    for row in rows:
+    rows, exported = [], []
+    for row, user_id in records:
         if row[0] not in seen:
             seen.add(row[0])
-            unique.append(row)
-    return unique
+            rows.append(row)
+            exported.append((user_id, line_hash(_line(row))))
+    return rows, sorted(exported)
+
+
+def build_rows(members: pd.DataFrame, channel: str) -> list[tuple[str, ...]]:
+    """The data rows of the channel file (see :func:`build_export`)."""
+    return build_export(members, channel)[0]
 
 
 def _csv_bytes(header: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:
@@ -219,8 +350,13 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _previous_rows(audience_dir: Path, day: str, file_name: str) -> tuple[str | None, set[bytes]]:
-    """Data lines of the latest publish strictly before ``day`` (for adds/removes)."""
+def _row_key(channel: str, line: bytes) -> bytes:
+    """Identity of a data line for adds/removes: the address for e-mail, the whole row for ads."""
+    return line.split(b",", 1)[0] if channel == "email" else line
+
+
+def _previous_publish(audience_dir: Path, day: str) -> tuple[str | None, dict[bytes, bytes]]:
+    """Data lines (by key) of the latest *successful* publish strictly before ``day``."""
     earlier = (
         sorted(
             p.name
@@ -230,11 +366,34 @@ def _previous_rows(audience_dir: Path, day: str, file_name: str) -> tuple[str | 
         if audience_dir.is_dir()
         else []
     )
+    channel = audience_dir.parent.name
     for name in reversed(earlier):
-        data_file = audience_dir / name / file_name
-        if data_file.is_file():
-            return name, set(data_file.read_bytes().splitlines()[1:])
-    return None, set()
+        manifest_file = audience_dir / name / "manifest.json"
+        if not manifest_file.is_file():
+            continue
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        if manifest.get("status", STATUS_PUBLISHED) != STATUS_PUBLISHED:
+            continue
+        files = [f["file"] for f in manifest.get("files", [])] or [manifest["file"]]
+        lines: dict[bytes, bytes] = {}
+        for file_name in files:
+            for line in (audience_dir / name / file_name).read_bytes().splitlines()[1:]:
+                lines[_row_key(channel, line)] = line
+        return name, lines
+    return None, {}
+
+
+def _chunks(rows: list, size: int | None) -> list[list]:
+    if size is None or len(rows) <= size:
+        return [rows]
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def _file_names(stem: str, count: int, limit: int | None) -> list[str]:
+    """``stem.csv`` for unlimited channels; ``stem_0001.csv``... when files are size-limited."""
+    if limit is None:
+        return [f"{stem}.csv"]
+    return [f"{stem}_{i:04d}.csv" for i in range(1, count + 1)]
 
 
 def _recover(audience_dir: Path, day: str) -> None:
@@ -281,8 +440,11 @@ def publish_audience(
     as_of_date: date | str,
     run_id: str,
     outbox_dir: Path | str,
+    min_size: int | None = DEFAULT_MIN_SIZE,
+    max_size: int | None = None,
+    withhold_lines: Collection[str] = (),
 ) -> PublishResult:
-    """Write one audience's file for one channel, with a manifest, atomically.
+    """Write one audience's files for one channel, with deltas and a manifest, atomically.
 
     Parameters
     ----------
@@ -290,13 +452,24 @@ def publish_audience(
         Slug ``[a-z0-9_]+`` (it becomes a directory name).
     channel : {"google_ads", "meta_ads", "email"}
     members : pandas.DataFrame
-        Columns ``MEMBER_COLUMNS``; consent is re-applied here.
+        Columns ``MEMBER_COLUMNS`` plus optional ``is_holdout``; consent and the holdout are
+        re-applied here (holdout members are counted, never exported).
     as_of_date : date or str
         The run date; names the directory.
     run_id : str
         Airflow run id (recorded in the manifest).
     outbox_dir : Path or str
         Root of the outbox.
+    min_size : int or None
+        Ad channels only: fewer exportable rows than this and nothing is published; the
+        manifest (and the result) say why. Platforms refuse or cannot serve tiny lists, and a
+        tiny list can single people out.
+    max_size : int or None
+        Keep at most this many rows: the highest ``response_probability`` first, ties by user id.
+    withhold_lines : collection of str
+        :func:`line_hash` values of lines never to write again, not even in a removes file:
+        the earlier rows of users erased since (counted in the manifest's
+        ``removes_withheld``). The platform drops them on the next full-list replace.
 
     Returns
     -------
@@ -305,51 +478,117 @@ def publish_audience(
     Raises
     ------
     ValueError
-        On an unknown channel, a bad audience name or missing member columns.
+        On an unknown channel, a bad audience name, missing member columns or bad sizes.
 
     Notes
     -----
-    The manifest (sorted keys, indent 2) holds audience, channel, as_of_date, run_id, file,
-    rows, sha256 and columns, plus ``previous_as_of_date``, ``adds`` and ``removes``: data rows
-    new / gone compared with the latest earlier publish of the same audience and channel.
+    The directory holds the full export (Meta: ``custom_audience_0001.csv``... at most 10,000
+    rows each), ``adds*.csv`` and (ad channels only) ``removes*.csv`` against the latest
+    earlier *successful* publish (e-mail rows are keyed by address, ad rows by the whole hashed
+    row; e-mail removes are counted, never written in plain text), and
+    ``manifest.json`` (sorted keys, indent 2): audience, channel, as_of_date, run_id, status,
+    reason, file, files (name, rows, sha256 each), rows, sha256 (of the full export as one
+    CSV), schema (``columns`` and which are hashed), previous_as_of_date, adds, removes, holdout.
     Same inputs and same earlier publishes give byte-identical files.
     """
     if channel not in CHANNEL_FILES:
         raise ValueError(f"channel must be one of {tuple(CHANNEL_FILES)}, got {channel!r}")
     if not isinstance(audience_name, str) or not _SLUG.match(audience_name):
         raise ValueError(f"audience_name must match [a-z0-9_]+, got {audience_name!r}")
+    for label, value in (("min_size", min_size), ("max_size", max_size)):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ValueError(f"{label} must be a non-negative int or None, got {value!r}")
     day = _as_date(as_of_date).isoformat()
-    file_name, header = CHANNEL_FILES[channel]
+    stem, header = CHANNEL_FILES[channel]
+    limit = MAX_ROWS_PER_FILE[channel]
 
-    rows = build_rows(members, channel)
-    data = _csv_bytes(header, rows)
-    digest = hashlib.sha256(data).hexdigest()
+    holdout = (
+        int(members["is_holdout"].astype("boolean").fillna(False).sum())
+        if "is_holdout" in members.columns
+        else 0
+    )
+    if max_size is not None:
+        members = members.assign(
+            _p=members["response_probability"].astype("Float64").fillna(-1.0)
+        ).sort_values(["_p", "user_id"], ascending=[False, True], kind="stable")
+        exportable = consented(members, channel)
+        members = exportable.iloc[:max_size].drop(columns="_p")
+    rows, exported = build_export(members, channel)
+
+    status, reason = STATUS_PUBLISHED, None
+    if channel in _PHONE_STYLE and min_size is not None and len(rows) < min_size:
+        status = STATUS_BELOW_MIN_SIZE
+        reason = f"{len(rows)} rows < min_size {min_size}: ad audience not published"
+        logger.warning("%s/%s for %s not published: %s", channel, audience_name, day, reason)
 
     audience_dir = Path(outbox_dir) / channel / audience_name
     audience_dir.mkdir(parents=True, exist_ok=True)
     _recover(audience_dir, day)
-    previous_day, previous = _previous_rows(audience_dir, day, file_name)
-    current = set(data.splitlines()[1:])
+    previous_day, previous = _previous_publish(audience_dir, day)
+
+    outputs: dict[str, bytes] = {}
+    file_entries = []
+    adds = removes = 0
+    withheld: set[str] = set()
+    digest = hashlib.sha256(_csv_bytes(header, rows)).hexdigest()
+    if status == STATUS_PUBLISHED:
+        chunks = _chunks(rows, limit)
+        for name, chunk in zip(_file_names(stem, len(chunks), limit), chunks, strict=True):
+            data = _csv_bytes(header, chunk)
+            outputs[name] = data
+            file_entries.append(
+                {"file": name, "rows": len(chunk), "sha256": hashlib.sha256(data).hexdigest()}
+            )
+        current = {
+            _row_key(channel, line): line
+            for data in outputs.values()
+            for line in data.splitlines()[1:]
+        }
+        added = sorted(current[k] for k in current.keys() - previous.keys())
+        removed = sorted(previous[k] for k in previous.keys() - current.keys())
+        adds, removes = len(added), len(removed)
+        withheld = {line_hash(line) for line in removed} & set(withhold_lines)
+        removed = [line for line in removed if line_hash(line) not in withheld]
+        # E-mail removes are counted, never written: an address that left the list may have
+        # unsubscribed or been erased, and must not be written out in plain text again.
+        deltas = [("adds", added)] + ([("removes", removed)] if channel in _PHONE_STYLE else [])
+        for kind, lines in deltas:
+            chunks = _chunks(lines, limit)
+            for name, chunk in zip(_file_names(kind, len(chunks), limit), chunks, strict=True):
+                outputs[name] = b"\n".join([_csv_bytes(header, [])[:-1], *chunk]) + b"\n"
     manifest = {
         "audience": audience_name,
         "channel": channel,
         "as_of_date": day,
         "run_id": run_id,
-        "file": file_name,
-        "rows": len(rows),
-        "sha256": digest,
+        "status": status,
+        "reason": reason,
+        "file": file_entries[0]["file"] if file_entries else None,
+        "files": file_entries,
+        "rows": len(rows) if status == STATUS_PUBLISHED else 0,
+        "sha256": digest if status == STATUS_PUBLISHED else None,
         "columns": list(header),
+        "schema": {
+            "columns": list(header),
+            "hashed": [
+                c for c in header if channel in _PHONE_STYLE and c not in PLAIN_AD_COLUMNS
+            ],
+            "hash": "sha256-hex" if channel in _PHONE_STYLE else None,
+            "max_rows_per_file": limit,
+        },
         "previous_as_of_date": previous_day,
-        "adds": len(current - previous),
-        "removes": len(previous - current),
+        "adds": adds,
+        "removes": removes,
+        "removes_withheld": len(withheld),
+        "holdout": holdout,
     }
-    manifest_bytes = (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode("utf-8")
+    outputs["manifest.json"] = (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode()
 
     target = audience_dir / day
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{day}.tmp-", dir=audience_dir))
     try:
-        _write_synced(tmp_dir / file_name, data)
-        _write_synced(tmp_dir / "manifest.json", manifest_bytes)
+        for name, data in outputs.items():
+            _write_synced(tmp_dir / name, data)
         os.chmod(tmp_dir, 0o755)  # mkdtemp makes 0700; published dirs are ordinary dirs
         _fsync_dir(tmp_dir)
         _swap_in(tmp_dir, target)
@@ -358,19 +597,21 @@ def publish_audience(
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
     logger.info(
-        "published %s/%s for %s: %d rows (+%d -%d)",
-        channel,
-        audience_name,
-        day,
-        len(rows),
-        manifest["adds"],
-        manifest["removes"],
+        "%s %s/%s for %s: %d rows (+%d -%d, holdout %d)",
+        status, channel, audience_name, day, manifest["rows"], adds, removes, holdout,
     )
+    published = status == STATUS_PUBLISHED
     return PublishResult(
         channel=channel,
         audience_name=audience_name,
-        path=target / file_name,
-        rows=len(rows),
-        sha256=digest,
-        status="published",
+        path=target / (manifest["file"] or "manifest.json"),
+        rows=manifest["rows"],
+        sha256=digest if published else "",
+        status=status,
+        adds=adds,
+        removes=removes,
+        holdout=holdout,
+        reason=reason,
+        user_ids=tuple(u for u, _ in exported) if published else (),
+        row_hashes=tuple(h for _, h in exported) if published else (),
     )

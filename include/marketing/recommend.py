@@ -32,6 +32,7 @@ from marketing.neighbours import (
     MAX_BLOCK_PRODUCTS,
     InteractionMatrix,
     product_blocks,
+    round_significant,
     top_k_per_row,
 )
 
@@ -130,18 +131,31 @@ def _collaborative(
     user_rows: np.ndarray,
     n: int,
     max_block_products: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Top-n CF items of the matrix rows ``user_rows``: (position in user_rows, item, rank, score)."""
-    n_items = similarity.shape[0]
-    neighbours_per_item = np.diff(similarity.indptr).astype(np.float64)
-    rows = strength[user_rows]
+    user_similarity: sp.csr_matrix | None = None,
+) -> tuple[np.ndarray, ...]:
+    """Top-n CF items of the matrix rows ``user_rows``.
+
+    Item-based (``user_similarity`` None): scores ``X[users] @ S``; user-based: scores
+    ``U[users] @ X`` (``U`` = users x users neighbour matrix). Returns (position in
+    user_rows, item, rank, score, reason item or -1). The reason of an item-based pick
+    ``(u, j)`` is the history item ``i`` maximising ``strength(u, i) * S[i, j]`` (rounded,
+    ties by item id); user-based picks have no single history item (-1).
+    """
+    n_items = strength.shape[1]
+    if user_similarity is None:
+        left, right = strength, similarity
+    else:
+        left, right = user_similarity, strength
+    neighbours_per_row = np.diff(right.indptr).astype(np.float64)
+    rows = left[user_rows]
     pattern = sp.csr_matrix((np.ones(rows.nnz), rows.indices, rows.indptr), shape=rows.shape)
-    # Scalar products of a user's row = sum of neighbour-list lengths of the user's items.
-    costs = pattern @ neighbours_per_item
+    # Scalar products of a user's row = sum of the right operand's row lengths it touches.
+    costs = pattern @ neighbours_per_row
     parts: list[tuple[np.ndarray, ...]] = []
     for block in product_blocks(costs, max_block_products):
         rows_b = user_rows[block]
-        scores = strength[rows_b].astype(np.float64) @ similarity
+        history = left[rows_b].astype(np.float64)
+        scores = history @ right
         local = np.repeat(np.arange(len(block), dtype=np.int64), np.diff(scores.indptr))
         cols = scores.indices.astype(np.int64)
         values = scores.data
@@ -155,11 +169,60 @@ def _collaborative(
                 keep &= drop_keys[np.minimum(found, len(drop_keys) - 1)] != keys
         local, cols, values = local[keep], cols[keep], values[keep]
         selected, rank, rounded = top_k_per_row(local, cols, values, n)
-        parts.append((block[local[selected]], cols[selected], rank, rounded))
+        local, cols = local[selected], cols[selected]
+        if user_similarity is None:
+            reasons = _reasons(history.tocsr(), right, local, cols, n_items)
+        else:
+            reasons = np.full(len(local), -1, dtype=np.int64)
+        parts.append((block[local], cols, rank, rounded, reasons))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty.astype(np.int32), empty.astype(np.float64)
+        return empty, empty, empty.astype(np.int32), empty.astype(np.float64), empty
     return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+
+
+def _reasons(
+    history: sp.csr_matrix,
+    similarity: sp.csr_matrix,
+    local: np.ndarray,
+    cols: np.ndarray,
+    n_items: int,
+) -> np.ndarray:
+    """For each pick (local row, item j): the history item with the largest contribution.
+
+    Expands every contribution ``strength(u, i) * S[i, j]`` of the block (as many as the
+    block's scalar products, so bounded like the product) and keeps, per picked pair, the
+    largest after rounding, ties by the smaller history item (column) index.
+    """
+    coo = history.tocoo()
+    lengths = np.diff(similarity.indptr)[coo.col]
+    repeat_user = np.repeat(coo.row.astype(np.int64), lengths)
+    repeat_item = np.repeat(coo.col.astype(np.int64), lengths)
+    starts = np.repeat(similarity.indptr[coo.col].astype(np.int64), lengths)
+    offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    entry = starts + offsets
+    target = similarity.indices[entry].astype(np.int64)
+    contribution = round_significant(
+        np.repeat(coo.data.astype(np.float64), lengths) * similarity.data[entry]
+    )
+    pick_keys = local.astype(np.int64) * n_items + cols
+    order_picks = np.argsort(pick_keys)
+    sorted_keys = pick_keys[order_picks]
+    keys = repeat_user * n_items + target
+    position = np.searchsorted(sorted_keys, keys)
+    clipped = np.minimum(position, max(len(sorted_keys) - 1, 0))
+    wanted = (sorted_keys[clipped] == keys) if len(sorted_keys) else np.zeros(len(keys), bool)
+    keys, item, value = keys[wanted], repeat_item[wanted], contribution[wanted]
+    order = np.lexsort((item, -value, keys))
+    keys, item = keys[order], item[order]
+    first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+    reason_sorted = np.full(len(sorted_keys), -1, dtype=np.int64)
+    reason_sorted[np.searchsorted(sorted_keys, keys[first])] = item[first]
+    reasons = np.empty(len(pick_keys), dtype=np.int64)
+    reasons[order_picks] = reason_sorted
+    return reasons
 
 
 def _popular_fill(
@@ -179,7 +242,7 @@ def _popular_fill(
     Returns (row, item, rank) with ranks continuing from ``first_rank``.
     """
     n_rows, n_popular = len(need), len(popular)
-    position_of = np.empty(n_popular, dtype=np.int64)
+    position_of = np.full(int(popular.max()) + 1 if n_popular else 0, -1, dtype=np.int64)
     position_of[popular] = np.arange(n_popular)
     skip = sp.csr_matrix(
         (np.ones(len(excluded_rows), dtype=bool), (excluded_rows, position_of[excluded_items])),
@@ -211,6 +274,82 @@ def _popular_fill(
     return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
+def user_neighbour_matrix(matrix: InteractionMatrix, user_neighbours: pd.DataFrame) -> sp.csr_matrix:
+    """Sparse users x users similarity matrix from a user neighbour table.
+
+    Parameters
+    ----------
+    matrix : InteractionMatrix
+        Gives the user order (``matrix.user_ids``).
+    user_neighbours : pandas.DataFrame
+        ``user_id``, ``neighbour_user_id``, ``similarity`` as returned by
+        :func:`marketing.neighbours.user_neighbours` on the same matrix.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        float64 ``(n_users, n_users)`` with at most k entries per row.
+    """
+    renamed = user_neighbours.rename(
+        columns={"user_id": "item_id", "neighbour_user_id": "neighbour_item_id"}
+    )
+    transposed = InteractionMatrix(
+        strength=matrix.strength.T.tocsr(),
+        user_ids=matrix.item_ids,
+        item_ids=matrix.user_ids,
+        purchased=matrix.purchased.T.tocsr(),
+    )
+    return neighbour_matrix(transposed, renamed)
+
+
+def _popular_order(strength: sp.csr_matrix, rows: np.ndarray | None = None) -> np.ndarray:
+    """Item indices with at least one user (among ``rows``), by distinct users desc then index."""
+    part = strength if rows is None else strength[rows]
+    popularity = np.bincount(part.indices, minlength=strength.shape[1])
+    order = np.lexsort((np.arange(strength.shape[1]), -popularity))
+    return order[popularity[order] > 0]
+
+
+def _fill_stage(
+    popular: np.ndarray,
+    fill_targets: np.ndarray,
+    need: np.ndarray,
+    first_rank: np.ndarray,
+    excluded_targets: np.ndarray,
+    excluded_items: np.ndarray,
+    n_targets: int,
+    n_items: int,
+    max_block_products: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fill each of ``fill_targets`` with ``need`` items of ``popular`` not excluded for it.
+
+    Returns (target index, item index, rank) with ranks continuing from ``first_rank``.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(fill_targets) or not len(popular):
+        return empty, empty, empty.astype(np.int32)
+    row_of_target = np.full(n_targets, -1, dtype=np.int64)
+    row_of_target[fill_targets] = np.arange(len(fill_targets))
+    in_popular = np.zeros(n_items, dtype=bool)
+    in_popular[popular] = True
+    keep = (row_of_target[excluded_targets] >= 0) & in_popular[excluded_items]
+    rows, items, rank = _popular_fill(
+        popular,
+        need.astype(np.int64),
+        first_rank.astype(np.int64),
+        row_of_target[excluded_targets[keep]],
+        excluded_items[keep],
+        max_block_products,
+    )
+    return fill_targets[rows], items, rank
+
+
+METHOD_ITEM_CF = "item_cf"
+METHOD_USER_CF = "user_cf"
+METHOD_SEGMENT_POPULAR = "segment_popular"
+METHOD_POPULAR = "popular"
+
+
 def recommend(
     matrix: InteractionMatrix,
     neighbours: pd.DataFrame,
@@ -220,8 +359,10 @@ def recommend(
     *,
     exclude_interacted: bool = False,
     max_block_products: int = MAX_BLOCK_PRODUCTS,
+    segments: pd.DataFrame | None = None,
+    user_neighbours: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Top-``n`` item recommendations per user from item neighbours, popularity-filled.
+    """Top-``n`` item recommendations per user from CF neighbours, popularity-filled.
 
     Parameters
     ----------
@@ -242,13 +383,25 @@ def recommend(
         Also drop every item the user already interacted with.
     max_block_products : int, default :data:`marketing.neighbours.MAX_BLOCK_PRODUCTS`
         Memory bound: scalar products (entries held) per block of users.
+    segments : pandas.DataFrame, optional
+        ``user_id``, ``segment_id``: the fill first takes the items most popular among the
+        user's segment (distinct users of the segment in ``matrix``), then global ones.
+        Users without a segment go straight to the global list.
+    user_neighbours : pandas.DataFrame, optional
+        ``user_id``, ``neighbour_user_id``, ``similarity`` from
+        :func:`marketing.neighbours.user_neighbours`: switches CF to user-based (score of
+        ``j`` = sum over similar users ``v`` of ``sim(u, v) * strength(v, j)``);
+        ``neighbours`` is then unused except for validation.
 
     Returns
     -------
     pandas.DataFrame
         ``user_id`` (int64), ``rank`` (int32, 1..n), ``item_id`` (int64), ``score``
-        (float64) sorted by user_id then rank. CF rows first (score > 0, descending, ties by
-        item id), then popularity-fill rows with score 0 (see the module docstring).
+        (float64), ``reason_item_id`` (nullable Int64: for item-based CF the history item
+        that contributed most to the score; NULL for user-based CF and fills), ``method``
+        (``item_cf``, ``user_cf``, ``segment_popular`` or ``popular``), sorted by user_id
+        then rank. CF rows first (score > 0, descending, ties by item id), then fill rows
+        with score 0 (see the module docstring).
 
     Raises
     ------
@@ -259,6 +412,9 @@ def recommend(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     similarity = neighbour_matrix(matrix, neighbours)
+    user_similarity = (
+        None if user_neighbours is None else user_neighbour_matrix(matrix, user_neighbours)
+    )
     targets = _target_users(matrix, user_ids)
     n_items = len(matrix.item_ids)
     positions, known = _positions(matrix.user_ids, targets)
@@ -277,52 +433,102 @@ def recommend(
         cf_excluded = interacted
     fill_excluded = (purchased + interacted).tocsr() if exclude_interacted else purchased
 
-    cf_local, cf_items, cf_rank, cf_score = _collaborative(
-        strength, similarity, cf_excluded, known_rows, n, max_block_products
+    cf_local, cf_items, cf_rank, cf_score, cf_reason = _collaborative(
+        strength, similarity, cf_excluded, known_rows, n, max_block_products, user_similarity
     )
     cf_targets = known_targets[cf_local]
+    cf_method = METHOD_ITEM_CF if user_similarity is None else METHOD_USER_CF
 
-    cf_count = np.bincount(cf_targets, minlength=len(targets))
-    fill_targets = np.flatnonzero(cf_count < n)
-    fill_parts: tuple[np.ndarray, ...] = (np.zeros(0, dtype=np.int64),) * 3
-    if len(fill_targets) and n_items:
-        popularity = np.diff(strength.tocsc().indptr)
-        popular = np.lexsort((np.arange(n_items), -popularity))
-        fill_row_of_target = np.full(len(targets), -1, dtype=np.int64)
-        fill_row_of_target[fill_targets] = np.arange(len(fill_targets))
-        # Items to skip per fill user: excluded by history, or already recommended by CF.
-        known_fill = fill_targets[known[fill_targets]]
-        history = fill_excluded[positions[known_fill]].tocoo()
-        in_cf = fill_row_of_target[cf_targets] >= 0
-        excluded_rows = np.concatenate(
-            [fill_row_of_target[known_fill][history.row], fill_row_of_target[cf_targets[in_cf]]]
-        )
-        excluded_items = np.concatenate([history.col.astype(np.int64), cf_items[in_cf]])
-        rows, items, rank = _popular_fill(
+    count = np.bincount(cf_targets, minlength=len(targets)).astype(np.int64)
+    history = fill_excluded[known_rows].tocoo()
+    excluded_targets = np.concatenate([known_targets[history.row], cf_targets]).astype(np.int64)
+    excluded_items = np.concatenate([history.col.astype(np.int64), cf_items])
+    fills: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []
+
+    def run_stage(popular: np.ndarray, candidates: np.ndarray, method: str) -> None:
+        nonlocal excluded_targets, excluded_items
+        fill_targets = candidates[count[candidates] < n]
+        got = _fill_stage(
             popular,
-            (n - cf_count[fill_targets]).astype(np.int64),
-            cf_count[fill_targets].astype(np.int64),
-            excluded_rows.astype(np.int64),
+            fill_targets,
+            n - count[fill_targets],
+            count[fill_targets],
+            excluded_targets,
             excluded_items,
+            len(targets),
+            n_items,
             max_block_products,
         )
-        fill_parts = (fill_targets[rows], items, rank)
+        if len(got[0]):
+            fills.append((*got, method))
+            count[:] += np.bincount(got[0], minlength=len(targets))
+            excluded_targets = np.concatenate([excluded_targets, got[0]])
+            excluded_items = np.concatenate([excluded_items, got[1]])
 
-    target_index = np.concatenate([cf_targets, fill_parts[0]])
-    order = np.lexsort((np.concatenate([cf_rank, fill_parts[2]]), target_index))
+    if segments is not None and n_items:
+        segment_of = _segment_of_targets(targets, segments)
+        member_segment = _segment_of_targets(matrix.user_ids, segments)
+        for segment in np.unique(segment_of[segment_of >= 0]):
+            members = np.flatnonzero(member_segment == segment)
+            run_stage(
+                _popular_order(strength, members),
+                np.flatnonzero(segment_of == segment),
+                METHOD_SEGMENT_POPULAR,
+            )
+    if n_items:
+        run_stage(_popular_order(strength), np.arange(len(targets)), METHOD_POPULAR)
+
+    target_index = np.concatenate([cf_targets, *(f[0] for f in fills)])
+    ranks = np.concatenate([cf_rank, *(f[2] for f in fills)]).astype(np.int32)
+    items = np.concatenate([cf_items, *(f[1] for f in fills)]).astype(np.int64)
+    scores = np.concatenate([cf_score, np.zeros(sum(len(f[0]) for f in fills))])
+    reasons = np.concatenate([cf_reason, np.full(len(scores) - len(cf_reason), -1)])
+    methods = np.concatenate(
+        [np.full(len(cf_targets), cf_method, dtype=object)]
+        + [np.full(len(f[0]), f[3], dtype=object) for f in fills]
+    )
+    order = np.lexsort((ranks, target_index))
+    reason_ids = pd.array(
+        np.where(reasons >= 0, matrix.item_ids[np.maximum(reasons, 0)], 0) if n_items else [],
+        dtype="Int64",
+    )
+    reason_ids[reasons < 0] = pd.NA
     result = pd.DataFrame(
         {
             "user_id": targets[target_index[order]],
-            "rank": np.concatenate([cf_rank, fill_parts[2]]).astype(np.int32)[order],
-            "item_id": matrix.item_ids[np.concatenate([cf_items, fill_parts[1]])[order]],
-            "score": np.concatenate([cf_score, np.zeros(len(fill_parts[0]))])[order],
+            "rank": ranks[order],
+            "item_id": matrix.item_ids[items[order]] if n_items else items,
+            "score": scores[order],
+            "reason_item_id": reason_ids[order],
+            "method": pd.array(methods[order], dtype="string") if len(methods) else pd.array(
+                [], dtype="string"
+            ),
         }
     )
     logger.info(
-        "recommendations: %d users (%d cold-start), %d rows, %d popularity-filled",
+        "recommendations: %d users (%d cold-start), %d rows, %d filled",
         len(targets),
         len(targets) - len(known_targets),
         len(result),
-        len(fill_parts[0]),
+        len(scores) - len(cf_targets),
     )
+    return result
+
+
+def _segment_of_targets(user_ids: np.ndarray, segments: pd.DataFrame) -> np.ndarray:
+    """Segment id of every user in ``user_ids`` (-1 when the user has none)."""
+    missing = [c for c in ("user_id", "segment_id") if c not in segments.columns]
+    if missing:
+        raise ValueError(f"segments lack required columns {missing}, got {list(segments.columns)}")
+    frame = segments.dropna(subset=["user_id", "segment_id"])
+    ids = frame["user_id"].to_numpy(dtype=np.int64)
+    if len(ids) != len(np.unique(ids)):
+        raise ValueError("segments must have one row per user_id")
+    order = np.argsort(ids)
+    ids, values = ids[order], frame["segment_id"].to_numpy(dtype=np.int64)[order]
+    position, found = _positions(ids, user_ids.astype(np.int64))
+    result = np.full(len(user_ids), -1, dtype=np.int64)
+    result[found] = values[position[found]]
+    if (values < 0).any():
+        raise ValueError("segments.segment_id must be >= 0")
     return result

@@ -1,7 +1,10 @@
 """Generate a deterministic sample shop: the landing zone plus the truth behind it.
 
 ``python -m marketing.sample_data --users 20000 --items 2000 --days 90 --seed 7
---end-date 2026-09-30 [--out DATA_DIR] [--quiet]``
+--end-date 2026-09-30 [--out DATA_DIR] [--quiet]`` or ``--scale S|M|L`` for a benchmark size
+(:data:`SCALES`; explicit ``--users/--items/--days`` override the preset). A progress bar with
+an ETA goes to stderr on a terminal; Ctrl-C stops cleanly (exit status 130) and the partial
+landing zone is removed on the next run.
 
 Writes ``<out>/landing/<table>/date=YYYY-MM-DD/part-0.parquet`` for every landing table of
 ``docs/contracts.md``, ``<out>/landing/_sample.json`` and ``<out>/sample_truth/``
@@ -25,6 +28,7 @@ so the same arguments give byte-identical files. Memory is O(users + one day of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import shutil
@@ -80,6 +84,17 @@ DEFAULT_END_DATE = date(2026, 9, 30)
 """A fixed date (never "today"), so the default sample is always the same."""
 
 MIN_DAYS = 7
+
+BENCH_VISIT_SCALE = 0.15
+"""Visit-rate multiplier of the presets: ~12 events per user over 90 days at every size."""
+
+SCALES: dict[str, dict[str, int | float]] = {
+    "S": {"n_users": 10_000, "n_items": 2_000, "n_days": 90, "visit_scale": BENCH_VISIT_SCALE},
+    "M": {"n_users": 100_000, "n_items": 10_000, "n_days": 90, "visit_scale": BENCH_VISIT_SCALE},
+    "L": {"n_users": 1_000_000, "n_items": 50_000, "n_days": 90,
+          "visit_scale": BENCH_VISIT_SCALE},
+}
+"""Benchmark presets (``bench/run.py``, ``--scale``): about 0.12 M, 1.2 M and 12 M events."""
 
 _DAY_STREAM, _SETUP_STREAM, _CAMPAIGN_STREAM = 0, 1, 2
 _CATALOG, _BEHAVIOUR, _CONTACTS, _LIFECYCLE = 0, 1, 2, 3
@@ -147,6 +162,7 @@ def generate(
     seed: int = DEFAULT_SEED,
     end_date: date = DEFAULT_END_DATE,
     *,
+    visit_scale: float = 1.0,
     progress: bool = False,
 ) -> dict[str, int]:
     """Generate the sample landing zone and truth files under ``out_dir``.
@@ -168,8 +184,12 @@ def generate(
         Non-negative seed; the same arguments give byte-identical files.
     end_date : datetime.date, default 2026-09-30
         Last day of the period.
+    visit_scale : float, default 1.0
+        Multiplier in (0, 1] on every user's daily visit probability (sign-up days stay
+        visits): the benchmark presets use it to keep ~10 events per user at any size, as in
+        a large shop where most customers are dormant. 1.0 leaves the sample unchanged.
     progress : bool, default False
-        Show a tqdm progress bar on stderr.
+        Show a tqdm progress bar (with ETA) on stderr.
 
     Returns
     -------
@@ -179,9 +199,11 @@ def generate(
     Raises
     ------
     ValueError
-        If a size, the seed or the end date is out of range.
+        If a size, the seed, the end date or ``visit_scale`` is out of range.
     """
     _validate(n_users, n_items, n_days, seed, end_date)
+    if not 0.0 < visit_scale <= 1.0:
+        raise ValueError(f"visit_scale must be in (0, 1], got {visit_scale}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     landing_dir, truth_dir = out_dir / "landing", out_dir / "sample_truth"
@@ -199,6 +221,8 @@ def generate(
         contact_rng=_setup_rng(seed, _CONTACTS),
         lifecycle_rng=_setup_rng(seed, _LIFECYCLE),
     )
+    if visit_scale != 1.0:
+        pop = dataclasses.replace(pop, visit_rate=pop.visit_rate * visit_scale)
     writer = LandingWriter(landing_dir)
     writer.write("items", start_date, {
         "item_id": catalog.item_id,
@@ -295,6 +319,7 @@ def generate(
             "n_days": n_days,
             "categories": list(CATEGORIES),
             "personas": list(PERSONA_NAMES),
+            **({"visit_scale": visit_scale} if visit_scale != 1.0 else {}),
         },
         landing_dir / "_sample.json",
     )
@@ -349,6 +374,36 @@ def _response_summary(
     }
 
 
+def resolve_sizes(
+    scale: str | None,
+    *,
+    users: int | None = None,
+    items: int | None = None,
+    days: int | None = None,
+    visit_scale: float | None = None,
+) -> dict[str, int | float]:
+    """Sizes for :func:`generate`: the ``scale`` preset (or the defaults), then overrides.
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is not a key of :data:`SCALES`.
+    """
+    if scale is None:
+        base = {"n_users": DEFAULT_USERS, "n_items": DEFAULT_ITEMS, "n_days": DEFAULT_DAYS,
+                "visit_scale": 1.0}
+    elif scale in SCALES:
+        base = dict(SCALES[scale])
+    else:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    overrides = (("n_users", users), ("n_items", items), ("n_days", days),
+                 ("visit_scale", visit_scale))
+    for key, value in overrides:
+        if value is not None:
+            base[key] = value
+    return base
+
+
 def _parse_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -363,9 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m marketing.sample_data", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--users", type=int, default=DEFAULT_USERS)
-    parser.add_argument("--items", type=int, default=DEFAULT_ITEMS)
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS)
+    parser.add_argument("--scale", choices=sorted(SCALES), default=None,
+                        help="benchmark preset for users/items/days (see SCALES)")
+    parser.add_argument("--users", type=int, default=None, help=f"default {DEFAULT_USERS}")
+    parser.add_argument("--items", type=int, default=None, help=f"default {DEFAULT_ITEMS}")
+    parser.add_argument("--days", type=int, default=None, help=f"default {DEFAULT_DAYS}")
+    parser.add_argument("--visit-scale", type=float, default=None,
+                        help="multiplier in (0, 1] on visit rates (default 1, presets "
+                        f"{BENCH_VISIT_SCALE})")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--end-date", type=_parse_date, default=DEFAULT_END_DATE)
     parser.add_argument("--out", type=Path, default=None,
@@ -374,14 +434,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out_dir = args.out if args.out is not None else Settings.from_env().data_dir
+    sizes = resolve_sizes(args.scale, users=args.users, items=args.items, days=args.days,
+                          visit_scale=args.visit_scale)
     started = time.perf_counter()
     try:
         summary = generate(
-            out_dir, n_users=args.users, n_items=args.items, n_days=args.days, seed=args.seed,
-            end_date=args.end_date, progress=not args.quiet and sys.stderr.isatty(),
+            out_dir, **sizes, seed=args.seed, end_date=args.end_date,
+            progress=not args.quiet and sys.stderr.isatty(),
         )
     except ValueError as exc:
         parser.error(str(exc))
+    except KeyboardInterrupt:
+        logger.warning("interrupted: the landing zone under %s is partial", out_dir)
+        return 130
     summary["seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps({"out_dir": str(out_dir), **summary}, indent=2))
     return 0

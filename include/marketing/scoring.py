@@ -1,36 +1,49 @@
-"""Campaign-response scoring: a logistic regression trained on past sends.
+"""Campaign-response scoring: calibrated logistic regressions trained on past sends.
 
 Pure functions on DataFrames; reading ``marts.fct_campaign_sends`` / ``marts.user_profiles``,
-writing ``ml.campaign_scores`` / ``ml.model_runs`` and saving the model happen elsewhere.
+writing ``ml.campaign_scores`` / ``ml.model_runs`` and saving the model happen elsewhere
+(``marketing.pipeline``, ``marketing.model_registry``).
 
 Training (:func:`train_response_model`):
 
-1. keep treated sends only (``is_control`` false: control users were never contacted);
+1. keep treated sends only (``is_control`` false: control users were never contacted; they
+   train the control arm of the uplift model, ``marketing.uplift``);
 2. split by time on whole send days: the latest ~25% of sends are the test set, and no
    test day is earlier than any training day (:func:`split_by_send_day`);
-3. choose ``C`` of the logistic regression from :data:`C_GRID` by ROC AUC in a
-   time-series cross-validation over the training days (again on whole days);
-4. report AUC, PR AUC, Brier score, ECE and top-decile lift on the test set;
+3. choose ``C`` of the logistic regression from :data:`C_GRID` by mean log loss (a proper
+   scoring rule: it rewards ranking *and* calibration) in a time-series cross-validation over
+   the training days (again on whole days);
+4. report AUC, PR AUC, Brier score, ECE and lift per decile on the test set, and a
+   walk-forward AUC per campaign (trained only on the days before that campaign was sent);
 5. refit the same pipeline, same ``C``, on all treated sends for scoring.
 
-The pipeline takes the raw feature columns (:data:`FEATURES`) of either table, so the
-model trained on sends scores ``user_profiles`` rows directly.
+The pipeline imputes, ``log1p``-transforms and scales :data:`FEATURES`, one-hot encodes
+:data:`CATEGORICAL_FEATURES` (country, channel, campaign; unseen values are ignored) and fits
+an L2 logistic regression. Maximum likelihood makes a logistic regression calibrated on data
+like its training data; calibration on *later* data is measured (ECE, calibration curve) rather
+than assumed. Because channel and campaign are inputs, every campaign gets its own scores.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +69,10 @@ NEVER_ORDERED = "is_never_ordered"
 """Indicator derived from ``recency_days`` being NULL, appended after :data:`FEATURES`."""
 
 MODEL_FEATURES: tuple[str, ...] = (*FEATURES, NEVER_ORDERED)
-"""Columns of the model matrix, in order (the names of the coefficients)."""
+"""Numeric columns of the model matrix, in order (one-hot columns follow)."""
+
+CATEGORICAL_FEATURES: tuple[str, ...] = ("country", "channel", "campaign_id")
+"""One-hot encoded inputs of the campaign-response model."""
 
 LOG1P_FEATURES: tuple[str, ...] = tuple(
     f for f in FEATURES if f.startswith("count_") or f in {"monetary_lifetime",
@@ -70,28 +86,39 @@ C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 TEST_FRACTION = 0.25
 CV_SPLITS = 3
 ECE_BINS = 10
+N_DECILES = 10
+MISSING_CATEGORY = "unknown"
 SEND_COLUMNS = ("send_id", "campaign_id", "user_id", "sent_at", "is_control", "has_responded")
 
 _LOG1P_INDEX = np.array([MODEL_FEATURES.index(f) for f in LOG1P_FEATURES])
 
 
-def feature_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Select :data:`FEATURES` (in order) as float64 columns, NULL -> NaN.
+def feature_frame(
+    frame: pd.DataFrame, categorical: Sequence[str] = CATEGORICAL_FEATURES
+) -> pd.DataFrame:
+    """Select :data:`FEATURES` (float64, NULL -> NaN) and ``categorical`` (str) columns.
 
     The pipeline is always fitted and applied on this frame, so sends and profiles (which
-    carry different extra columns) present the same feature names.
+    carry different extra columns) present the same inputs. Categorical NULLs become
+    ``"unknown"``; ids are formatted as strings (``campaign_id`` 3 -> ``"3"``).
+
+    Raises
+    ------
+    ValueError
+        If a feature column is missing, naming the columns.
     """
-    missing = [f for f in FEATURES if f not in frame.columns]
+    missing = [f for f in (*FEATURES, *categorical) if f not in frame.columns]
     if missing:
         raise ValueError(f"feature columns missing: {missing}")
-    return pd.DataFrame(
-        {f: frame[f].to_numpy(dtype="float64", na_value=np.nan) for f in FEATURES},
-        index=frame.index,
-    )
+    columns = {f: frame[f].to_numpy(dtype="float64", na_value=np.nan) for f in FEATURES}
+    for c in categorical:
+        values = frame[c].astype("object")
+        columns[c] = np.where(values.isna(), MISSING_CATEGORY, values.astype(str)).astype(object)
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def _model_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """Turn a :func:`feature_frame` into a matrix and append the never-ordered flag."""
+    """Turn the numeric part of a :func:`feature_frame` into a matrix plus the never-ordered flag."""
     x = np.asarray(frame, dtype="float64").reshape(-1, len(FEATURES))
     never_ordered = np.isnan(x[:, 0]).astype("float64")[:, None]
     return np.hstack([x, never_ordered])
@@ -104,7 +131,9 @@ def _log1p_counts(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def make_pipeline(c: float = 1.0, random_state: int = 7) -> Pipeline:
+def make_pipeline(
+    c: float = 1.0, random_state: int = 7, categorical: Sequence[str] = CATEGORICAL_FEATURES
+) -> Pipeline:
     """Build the (unfitted) response pipeline.
 
     Parameters
@@ -113,39 +142,86 @@ def make_pipeline(c: float = 1.0, random_state: int = 7) -> Pipeline:
         Inverse L2 regularisation strength of the logistic regression.
     random_state : int, default 7
         Passed to the logistic regression (lbfgs is deterministic anyway).
+    categorical : sequence of str
+        Columns one-hot encoded (unknown values at scoring time are ignored).
 
     Returns
     -------
     sklearn.pipeline.Pipeline
-        ``features`` (select + never-ordered flag) -> ``impute`` (median; recency of
-        never-ordered users, NULL rates) -> ``log1p`` -> ``scale`` -> ``model``.
+        ``prepare`` (numeric: never-ordered flag -> median imputation -> ``log1p`` ->
+        scaling; categorical: one-hot) -> ``model``. Takes :func:`feature_frame` output.
     """
-    return Pipeline([
+    numeric = Pipeline([
         ("features", FunctionTransformer(_model_matrix)),
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("log1p", FunctionTransformer(_log1p_counts)),
         ("scale", StandardScaler()),
-        ("model", LogisticRegression(C=c, max_iter=1000, random_state=random_state)),
     ])
+    transformers = [("numeric", numeric, list(FEATURES))]
+    if categorical:
+        transformers.append((
+            "categorical",
+            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+            list(categorical),
+        ))
+    return Pipeline([
+        ("prepare", ColumnTransformer(transformers)),
+        ("model", LogisticRegression(C=c, max_iter=2000, random_state=random_state)),
+    ])
+
+
+def coefficient_names(pipeline: Pipeline) -> list[str]:
+    """Names of a fitted pipeline's coefficients: numeric features, then ``column=value``."""
+    names = list(MODEL_FEATURES)
+    prepare = pipeline.named_steps["prepare"]
+    if "categorical" in prepare.named_transformers_:
+        encoder = prepare.named_transformers_["categorical"]
+        for column, categories in zip(encoder.feature_names_in_, encoder.categories_,
+                                      strict=True):
+            names.extend(f"{column}={value}" for value in categories)
+    return names
+
+
+def _coefficients(pipeline: Pipeline) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "feature": pd.array(coefficient_names(pipeline), dtype="str"),
+        "coefficient": pipeline.named_steps["model"].coef_[0].astype("float64"),
+    })
+    order = np.lexsort((frame["feature"].to_numpy(), -np.abs(frame["coefficient"].to_numpy())))
+    return frame.iloc[order].reset_index(drop=True)
 
 
 @dataclass(frozen=True, eq=False)
 class ResponseModel:
-    """A fitted response model and how well it did on held-out later sends.
+    """A fitted propensity model and how well it did on held-out later rows.
 
     Attributes
     ----------
     pipeline : sklearn.pipeline.Pipeline
-        Fitted on all treated sends; ``predict_proba`` takes ``feature_frame(rows)``.
+        Fitted on all training rows; ``predict_proba`` takes ``feature_frame(rows)``.
     metrics : dict of str to float
-        Test-set ``auc``, ``pr_auc``, ``brier``, ``ece``, ``lift_decile_1``,
-        ``base_rate``; plus ``cv_auc`` and the chosen ``c``. NaN when undefined
-        (e.g. a test set with one class).
+        Test-set ``auc``, ``pr_auc``, ``brier``, ``ece``, ``lift_decile_1`` ..
+        ``lift_decile_10``, ``base_rate``; plus ``cv_auc``, ``cv_log_loss`` and the chosen
+        ``c``. NaN when undefined (e.g. a test set with one class).
     coefficients : pandas.DataFrame
-        ``feature``, ``coefficient`` (standardised units) of the final model, sorted by
-        absolute value, largest first.
+        ``feature``, ``coefficient`` (numeric ones in standardised units) of the final model,
+        sorted by absolute value, largest first.
     n_train, n_test : int
-        Treated sends in the training and test parts of the time split.
+        Rows in the training and test parts of the time split.
+    kind : str
+        ``"campaign_response"`` or ``"purchase_30d"`` (the fallback without campaigns).
+    categorical : tuple of str
+        The one-hot encoded input columns.
+    campaign_metrics : pandas.DataFrame
+        ``campaign_id``, ``n_sends``, ``n_responders``, ``auc`` (walk-forward: a model trained
+        on the days before the campaign, NaN for the first one or a one-class campaign).
+    test_y, test_probability : numpy.ndarray
+        Test labels and predictions (the calibration curve and lift chart).
+    control_pipeline : sklearn.pipeline.Pipeline or None
+        The control arm of the two-model uplift (``marketing.uplift``); None without enough
+        control sends.
+    uplift_campaign_ids : tuple of int
+        Campaigns that had control sends (uplift is reported for these only).
     """
 
     pipeline: Pipeline
@@ -153,19 +229,49 @@ class ResponseModel:
     coefficients: pd.DataFrame
     n_train: int
     n_test: int
+    kind: str = "campaign_response"
+    categorical: tuple[str, ...] = CATEGORICAL_FEATURES
+    campaign_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    test_y: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    test_probability: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    control_pipeline: Pipeline | None = None
+    uplift_campaign_ids: tuple[int, ...] = ()
+
+    def top_drivers(self, n: int = 3) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """The ``n`` largest positive and ``n`` most negative coefficients (name, value)."""
+        by_value = self.coefficients.sort_values(["coefficient", "feature"], kind="stable")
+        negative = [(f, float(v)) for f, v in by_value.itertuples(index=False) if v < 0][:n]
+        positive = [(f, float(v)) for f, v in by_value[::-1].itertuples(index=False) if v > 0]
+        return positive[:n], negative
 
     def model_card(self) -> dict:
-        """Return a JSON-serialisable summary (metrics, coefficients, sizes, features)."""
+        """Return a JSON-serialisable summary: metrics, top drivers, coefficients, sizes."""
+        positive, negative = self.top_drivers(5)
+
+        def clean(value: float) -> float | None:
+            return None if value is None or np.isnan(value) else float(value)
+
+        campaigns = [
+            {"campaign_id": int(r.campaign_id), "n_sends": int(r.n_sends),
+             "n_responders": int(r.n_responders), "auc": clean(r.auc)}
+            for r in self.campaign_metrics.itertuples(index=False)
+        ]
         return {
-            "model": "campaign_response_logistic_regression",
+            "model": f"{self.kind}_logistic_regression",
             "features": list(MODEL_FEATURES),
+            "categorical_features": list(self.categorical),
             "n_train": self.n_train,
             "n_test": self.n_test,
-            "metrics": {k: (None if np.isnan(v) else v) for k, v in self.metrics.items()},
+            "metrics": {k: clean(v) for k, v in self.metrics.items()},
+            "campaigns": campaigns,
+            "top_positive_drivers": [{"feature": f, "coefficient": v} for f, v in positive],
+            "top_negative_drivers": [{"feature": f, "coefficient": v} for f, v in negative],
             "intercept": float(self.pipeline.named_steps["model"].intercept_[0]),
             "coefficients": dict(zip(self.coefficients["feature"],
                                      self.coefficients["coefficient"].astype(float),
                                      strict=True)),
+            "uplift_campaign_ids": [int(c) for c in self.uplift_campaign_ids],
+            "has_uplift_model": self.control_pipeline is not None,
         }
 
 
@@ -227,6 +333,29 @@ def lift_at_top(y_true: np.ndarray, y_prob: np.ndarray, fraction: float = 0.1) -
     return float(y_true[top].mean() / y_true.mean())
 
 
+def decile_of_rank(n: int, n_groups: int = N_DECILES) -> np.ndarray:
+    """Decile (1 = best) of ranks ``0 .. n-1``: rank r goes to ``floor(r * n_groups / n) + 1``."""
+    return (np.arange(n, dtype="int64") * n_groups // max(n, 1) + 1).astype("int64")
+
+
+def lift_by_decile(y_true: np.ndarray, y_prob: np.ndarray) -> np.ndarray:
+    """Response rate of each score decile (1 = highest scores) divided by the overall rate.
+
+    Rows are ranked by descending score (ties by row order) and cut with
+    :func:`decile_of_rank`. Returns 10 values; NaN for an empty decile or no positives.
+    """
+    y_true = np.asarray(y_true, dtype="float64")
+    y_prob = np.asarray(y_prob, dtype="float64")
+    if len(y_true) == 0 or y_true.sum() == 0:
+        return np.full(N_DECILES, np.nan)
+    order = np.argsort(-y_prob, kind="stable")
+    deciles = decile_of_rank(len(y_true))
+    hits = np.bincount(deciles, weights=y_true[order], minlength=N_DECILES + 1)[1:]
+    sizes = np.bincount(deciles, minlength=N_DECILES + 1)[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sizes > 0, hits / np.maximum(sizes, 1), np.nan) / y_true.mean()
+
+
 def _safe(metric, y_true: np.ndarray, y_prob: np.ndarray) -> float:
     if len(np.unique(y_true)) < 2:
         return float("nan")
@@ -234,17 +363,19 @@ def _safe(metric, y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 
 def evaluate(y_true: np.ndarray, y_prob: np.ndarray) -> dict[str, float]:
-    """Return ``auc``, ``pr_auc``, ``brier``, ``ece``, ``lift_decile_1`` and ``base_rate``."""
+    """Return ``auc``, ``pr_auc``, ``brier``, ``ece``, ``lift_decile_1..10``, ``base_rate``."""
     y_true = np.asarray(y_true, dtype="int64")
     y_prob = np.asarray(y_prob, dtype="float64")
-    return {
+    metrics = {
         "auc": _safe(roc_auc_score, y_true, y_prob),
         "pr_auc": _safe(average_precision_score, y_true, y_prob),
         "brier": float(brier_score_loss(y_true, y_prob)) if len(y_true) else float("nan"),
         "ece": expected_calibration_error(y_true, y_prob),
-        "lift_decile_1": lift_at_top(y_true, y_prob, 0.1),
         "base_rate": float(y_true.mean()) if len(y_true) else float("nan"),
     }
+    for decile, lift in enumerate(lift_by_decile(y_true, y_prob), start=1):
+        metrics[f"lift_decile_{decile}"] = float(lift)
+    return metrics
 
 
 def split_by_send_day(
@@ -302,27 +433,35 @@ def _day_folds(days: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.nda
 
 
 def _choose_c(
-    x: pd.DataFrame, y: np.ndarray, days: np.ndarray, random_state: int
-) -> tuple[float, float]:
-    """Pick C from :data:`C_GRID` by mean ROC AUC over day-based time-series folds."""
+    x: pd.DataFrame, y: np.ndarray, days: np.ndarray, random_state: int,
+    categorical: Sequence[str],
+) -> tuple[float, float, float]:
+    """Pick C from :data:`C_GRID` by mean log loss over day-based time-series folds.
+
+    Returns ``(c, cv_auc, cv_log_loss)`` of the chosen C; ``(1.0, nan, nan)`` without a
+    usable fold (fewer than 3 training days, or a one-class fold).
+    """
     folds = [
         (tr, te) for tr, te in _day_folds(days, CV_SPLITS)
         if len(np.unique(y[tr])) == 2 and len(np.unique(y[te])) == 2
     ]
     if not folds:
         logger.warning("no usable time-series CV fold; using C=1.0")
-        return 1.0, float("nan")
-    best_c, best_auc = C_GRID[0], -np.inf
+        return 1.0, float("nan"), float("nan")
+    best = (1.0, float("nan"), np.inf)
     for c in C_GRID:
-        aucs = []
+        aucs, losses = [], []
         for train, test in folds:
-            pipe = make_pipeline(c, random_state).fit(x.iloc[train], y[train])
-            aucs.append(roc_auc_score(y[test], pipe.predict_proba(x.iloc[test])[:, 1]))
-        mean_auc = float(np.mean(aucs))
-        logger.info("C=%g cv_auc=%.4f (%d folds)", c, mean_auc, len(folds))
-        if mean_auc > best_auc + 1e-12:
-            best_c, best_auc = c, mean_auc
-    return best_c, best_auc
+            pipe = make_pipeline(c, random_state, categorical).fit(x.iloc[train], y[train])
+            p = pipe.predict_proba(x.iloc[test])[:, 1]
+            aucs.append(roc_auc_score(y[test], p))
+            losses.append(log_loss(y[test], p, labels=[0, 1]))
+        mean_auc, mean_loss = float(np.mean(aucs)), float(np.mean(losses))
+        logger.info("C=%g cv_log_loss=%.5f cv_auc=%.4f (%d folds)", c, mean_loss, mean_auc,
+                    len(folds))
+        if mean_loss < best[2] - 1e-12:
+            best = (c, mean_auc, mean_loss)
+    return best
 
 
 def _validate_sends(sends: pd.DataFrame) -> None:
@@ -334,23 +473,85 @@ def _validate_sends(sends: pd.DataFrame) -> None:
             raise ValueError(f"sends.{column} has NULL values")
 
 
+@dataclass(frozen=True)
+class _Fit:
+    pipeline: Pipeline
+    metrics: dict[str, float]
+    is_train: np.ndarray
+    is_test: np.ndarray
+    test_probability: np.ndarray
+
+
+def _fit_time_split(
+    rows: pd.DataFrame, y: np.ndarray, time_column: str, categorical: Sequence[str],
+    random_state: int, what: str,
+) -> _Fit | None:
+    """Time split, C by time-series CV, test metrics, final refit on all rows."""
+    try:
+        is_train, is_test = split_by_send_day(rows[time_column])
+    except ValueError as error:
+        logger.warning("not training the %s model: %s", what, error)
+        return None
+    y_train = y[is_train]
+    if len(np.unique(y_train)) < 2:
+        logger.warning("not training the %s model: the training days hold one class", what)
+        return None
+    x = feature_frame(rows, categorical)
+    x_train, x_test = x.loc[is_train], x.loc[is_test]
+    days = pd.to_datetime(rows.loc[is_train, time_column]).dt.floor("D").to_numpy()
+    c, cv_auc, cv_log_loss = _choose_c(x_train, y_train, days, random_state, categorical)
+    holdout = make_pipeline(c, random_state, categorical).fit(x_train, y_train)
+    test_probability = holdout.predict_proba(x_test)[:, 1]
+    metrics = evaluate(y[is_test], test_probability)
+    metrics.update(cv_auc=cv_auc, cv_log_loss=cv_log_loss, c=float(c))
+    final = make_pipeline(c, random_state, categorical).fit(x, y)
+    return _Fit(final, metrics, is_train, is_test, test_probability)
+
+
+def _walk_forward_campaign_auc(
+    treated: pd.DataFrame, y: np.ndarray, c: float, random_state: int
+) -> pd.DataFrame:
+    """Per campaign: AUC of a model fitted only on sends of earlier days."""
+    days = treated["sent_at"].dt.floor("D")
+    rows = []
+    x = feature_frame(treated)
+    for campaign_id in np.unique(treated["campaign_id"].to_numpy(dtype="int64")):
+        mask = (treated["campaign_id"] == campaign_id).to_numpy()
+        before = (days < days[mask].min()).to_numpy()
+        auc = float("nan")
+        if len(np.unique(y[before])) == 2 and len(np.unique(y[mask])) == 2:
+            pipe = make_pipeline(c, random_state).fit(x.loc[before], y[before])
+            auc = float(roc_auc_score(y[mask], pipe.predict_proba(x.loc[mask])[:, 1]))
+        rows.append({"campaign_id": int(campaign_id), "n_sends": int(mask.sum()),
+                     "n_responders": int(y[mask].sum()), "auc": auc})
+    return pd.DataFrame(rows, columns=["campaign_id", "n_sends", "n_responders", "auc"])
+
+
+def _sorted_sends(sends: pd.DataFrame) -> pd.DataFrame:
+    sends = sends.assign(sent_at=pd.to_datetime(sends["sent_at"]))
+    return sends.sort_values(["sent_at", "send_id"], kind="stable").reset_index(drop=True)
+
+
 def train_response_model(
     sends: pd.DataFrame,
     random_state: int = 7,
     min_positives: int = 100,
     min_negatives: int = 100,
+    uplift_min_positives: int = 30,
 ) -> ResponseModel | None:
-    """Train the pooled campaign-response model on past treated sends.
+    """Train the campaign-response model on past treated sends (plus the uplift control arm).
 
     Parameters
     ----------
     sends : pandas.DataFrame
         Rows of ``marts.fct_campaign_sends``: ``send_id``, ``campaign_id``, ``user_id``,
-        ``sent_at``, ``is_control``, ``has_responded`` and :data:`FEATURES`.
-        Row order does not matter (rows are sorted by ``sent_at``, ``send_id``).
+        ``sent_at``, ``is_control``, ``has_responded``, :data:`FEATURES`, ``country`` and
+        ``channel``. Row order does not matter (rows are sorted by ``sent_at``, ``send_id``).
     random_state : int, default 7
     min_positives, min_negatives : int, default 100
         Least responders / non-responders among treated sends needed to train.
+    uplift_min_positives : int, default 30
+        Least responders *and* non-responders among control sends for the uplift model.
 
     Returns
     -------
@@ -363,10 +564,11 @@ def train_response_model(
     ValueError
         On missing columns or NULL ``sent_at`` / ``is_control`` / ``has_responded``.
     """
+    from marketing.uplift import fit_control_model  # noqa: PLC0415 (uplift imports scoring)
+
     _validate_sends(sends)
-    treated = sends.loc[~sends["is_control"].astype(bool)]
-    treated = treated.assign(sent_at=pd.to_datetime(treated["sent_at"]))
-    treated = treated.sort_values(["sent_at", "send_id"], kind="stable").reset_index(drop=True)
+    is_control = sends["is_control"].astype(bool)
+    treated = _sorted_sends(sends.loc[~is_control])
     y = treated["has_responded"].astype(bool).to_numpy().astype("int64")
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     if n_pos < min_positives or n_neg < min_negatives:
@@ -376,82 +578,145 @@ def train_response_model(
             n_pos, n_neg, len(y), min_positives, min_negatives,
         )
         return None
-    try:
-        is_train, is_test = split_by_send_day(treated["sent_at"])
-    except ValueError as error:
-        logger.warning("not training the response model: %s", error)
+    fit = _fit_time_split(treated, y, "sent_at", CATEGORICAL_FEATURES, random_state, "response")
+    if fit is None:
         return None
-    y_train = y[is_train]
-    if len(np.unique(y_train)) < 2:
-        logger.warning("not training the response model: the training days hold one class")
-        return None
-
-    x = feature_frame(treated)
-    x_train, x_test = x.loc[is_train], x.loc[is_test]
-    days = treated.loc[is_train, "sent_at"].dt.floor("D").to_numpy()
-    c, cv_auc = _choose_c(x_train, y_train, days, random_state)
-
-    holdout = make_pipeline(c, random_state).fit(x_train, y_train)
-    metrics = evaluate(y[is_test], holdout.predict_proba(x_test)[:, 1])
-    metrics["cv_auc"] = cv_auc
-    metrics["c"] = float(c)
-
-    final = make_pipeline(c, random_state).fit(x, y)
-    coefficients = pd.DataFrame({
-        "feature": pd.array(MODEL_FEATURES, dtype="str"),
-        "coefficient": final.named_steps["model"].coef_[0].astype("float64"),
-    })
-    order = np.lexsort((coefficients["feature"].to_numpy(),
-                        -np.abs(coefficients["coefficient"].to_numpy())))
-    coefficients = coefficients.iloc[order].reset_index(drop=True)
+    c = fit.metrics["c"]
+    campaign_metrics = _walk_forward_campaign_auc(treated, y, c, random_state)
+    control = _sorted_sends(sends.loc[is_control])
+    control_pipeline = fit_control_model(control, c, random_state, uplift_min_positives)
     logger.info(
-        "response model: C=%g train=%d test=%d auc=%.4f lift_decile_1=%.2f",
-        c, int(is_train.sum()), int(is_test.sum()), metrics["auc"], metrics["lift_decile_1"],
+        "response model: C=%g train=%d test=%d auc=%.4f ece=%.4f lift_decile_1=%.2f uplift=%s",
+        c, int(fit.is_train.sum()), int(fit.is_test.sum()), fit.metrics["auc"],
+        fit.metrics["ece"], fit.metrics["lift_decile_1"], control_pipeline is not None,
     )
     return ResponseModel(
-        pipeline=final,
-        metrics=metrics,
-        coefficients=coefficients,
-        n_train=int(is_train.sum()),
-        n_test=int(is_test.sum()),
+        pipeline=fit.pipeline,
+        metrics=fit.metrics,
+        coefficients=_coefficients(fit.pipeline),
+        n_train=int(fit.is_train.sum()),
+        n_test=int(fit.is_test.sum()),
+        kind="campaign_response",
+        categorical=CATEGORICAL_FEATURES,
+        campaign_metrics=campaign_metrics,
+        test_y=y[fit.is_test],
+        test_probability=fit.test_probability,
+        control_pipeline=control_pipeline,
+        uplift_campaign_ids=tuple(
+            int(v) for v in np.unique(control["campaign_id"].to_numpy(dtype="int64"))
+        ) if control_pipeline is not None else (),
+    )
+
+
+def train_purchase_model(
+    snapshots: pd.DataFrame,
+    random_state: int = 7,
+    min_positives: int = 100,
+    min_negatives: int = 100,
+) -> ResponseModel | None:
+    """The fallback without campaign history: P(purchase in the next 30 days).
+
+    Parameters
+    ----------
+    snapshots : pandas.DataFrame
+        Rows of ``marts.fct_user_snapshots``: ``user_id``, ``snapshot_date``, ``country``,
+        :data:`FEATURES` and ``purchased_next_30d`` (point-in-time: features as of the end of
+        ``snapshot_date``, label from the 30 days after it). The earlier snapshot trains, the
+        latest one is the test set.
+
+    Returns
+    -------
+    ResponseModel or None
+        ``kind="purchase_30d"``; None (with a warning) with too few positives/negatives or
+        fewer than two snapshot dates.
+    """
+    missing = [c for c in ("user_id", "snapshot_date", "purchased_next_30d", "country")
+               if c not in snapshots.columns]
+    if missing:
+        raise ValueError(f"snapshots is missing columns {missing}")
+    rows = snapshots.loc[snapshots["purchased_next_30d"].notna()]
+    rows = rows.assign(snapshot_date=pd.to_datetime(rows["snapshot_date"]))
+    rows = rows.sort_values(["snapshot_date", "user_id"], kind="stable").reset_index(drop=True)
+    y = rows["purchased_next_30d"].astype(bool).to_numpy().astype("int64")
+    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
+    if n_pos < min_positives or n_neg < min_negatives:
+        logger.warning(
+            "not training the purchase-30d model: %d buyers and %d non-buyers (need >= %d "
+            "and >= %d)", n_pos, n_neg, min_positives, min_negatives,
+        )
+        return None
+    categorical = ("country",)
+    fit = _fit_time_split(rows, y, "snapshot_date", categorical, random_state, "purchase-30d")
+    if fit is None:
+        return None
+    return ResponseModel(
+        pipeline=fit.pipeline, metrics=fit.metrics, coefficients=_coefficients(fit.pipeline),
+        n_train=int(fit.is_train.sum()), n_test=int(fit.is_test.sum()), kind="purchase_30d",
+        categorical=categorical, test_y=y[fit.is_test], test_probability=fit.test_probability,
     )
 
 
 def score_users(
-    model: ResponseModel, profiles: pd.DataFrame, campaign_ids: Iterable[int]
+    model: ResponseModel, profiles: pd.DataFrame, campaigns: pd.DataFrame
 ) -> pd.DataFrame:
-    """Score every user for every campaign.
-
-    This version uses the pooled model, so a user's probability is the same for every
-    campaign; the output shape already allows per-campaign models later.
+    """Score every user for every campaign, with deciles and (where possible) uplift.
 
     Parameters
     ----------
     model : ResponseModel
     profiles : pandas.DataFrame
-        Rows of ``marts.user_profiles``: ``user_id`` and :data:`FEATURES`.
-    campaign_ids : iterable of int
-        Campaigns to score (duplicates dropped).
+        Rows of ``marts.user_profiles``: ``user_id``, ``country`` and :data:`FEATURES`.
+    campaigns : pandas.DataFrame
+        ``campaign_id`` and ``channel`` of the campaigns to score (duplicates dropped).
 
     Returns
     -------
     pandas.DataFrame
-        ``user_id``, ``campaign_id``, ``response_probability``: one row per user x
-        campaign, sorted by ``user_id`` then ``campaign_id``.
+        ``user_id``, ``campaign_id``, ``response_probability``, ``decile`` (1 = the 10% most
+        likely responders of that campaign; ties by user_id), ``uplift`` (treated minus control
+        probability, NaN for campaigns without control sends or without an uplift model):
+        one row per user x campaign, sorted by ``user_id`` then ``campaign_id``.
     """
+    from marketing.uplift import uplift_scores  # noqa: PLC0415 (uplift imports scoring)
+
     if not isinstance(model, ResponseModel):
         raise ValueError(f"model must be a ResponseModel, got {type(model).__name__}")
-    if "user_id" not in profiles.columns:
-        raise ValueError("profiles must have a user_id column")
-    campaigns = np.unique(np.asarray(list(campaign_ids), dtype="int64"))
-    users = profiles.sort_values("user_id", kind="stable")
-    user_ids = users["user_id"].to_numpy(dtype="int64")
-    if len(users) and len(campaigns):
-        probability = model.pipeline.predict_proba(feature_frame(users))[:, 1]
-    else:
-        probability = np.zeros(len(users))
-    return pd.DataFrame({
-        "user_id": np.repeat(user_ids, len(campaigns)),
-        "campaign_id": np.tile(campaigns, len(users)),
-        "response_probability": np.repeat(probability, len(campaigns)).astype("float64"),
-    })
+    for frame, name, needed in ((profiles, "profiles", ["user_id"]),
+                                (campaigns, "campaigns", ["campaign_id", "channel"])):
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} is missing columns {missing}")
+    campaigns = (campaigns[["campaign_id", "channel"]]
+                 .drop_duplicates("campaign_id").sort_values("campaign_id", kind="stable"))
+    users = profiles.sort_values("user_id", kind="stable").reset_index(drop=True)
+    parts = []
+    for campaign_id, channel in campaigns.itertuples(index=False):
+        rows = users.assign(campaign_id=int(campaign_id), channel=channel)
+        if len(rows):
+            x = feature_frame(rows, model.categorical)
+            probability = model.pipeline.predict_proba(x)[:, 1]
+            if model.control_pipeline is not None and int(campaign_id) in model.uplift_campaign_ids:
+                uplift = uplift_scores(model.pipeline, model.control_pipeline, x)
+            else:
+                uplift = np.full(len(rows), np.nan)
+        else:
+            probability = uplift = np.zeros(0)
+        user_ids = rows["user_id"].to_numpy(dtype="int64")
+        order = np.lexsort((user_ids, -probability))
+        decile = np.empty(len(rows), dtype="int64")
+        decile[order] = decile_of_rank(len(rows))
+        parts.append(pd.DataFrame({
+            "user_id": user_ids,
+            "campaign_id": np.full(len(rows), int(campaign_id), dtype="int64"),
+            "response_probability": probability.astype("float64"),
+            "decile": decile,
+            "uplift": np.asarray(uplift, dtype="float64"),
+        }))
+    if not parts:
+        return pd.DataFrame({
+            "user_id": pd.Series(dtype="int64"), "campaign_id": pd.Series(dtype="int64"),
+            "response_probability": pd.Series(dtype="float64"),
+            "decile": pd.Series(dtype="int64"), "uplift": pd.Series(dtype="float64"),
+        })
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["user_id", "campaign_id"], kind="stable").reset_index(drop=True)

@@ -5,8 +5,10 @@ A segment is described by the z-scores of its centroid against the whole populat
 |z| reaches :data:`STANDOUT_Z`. The name is built from a few fixed rules, in a fixed
 order, so the same centroid always gets the same name:
 
-1. lifecycle: ``New`` (short tenure) or ``Lapsed`` (long since the last order, among
-   users who did order; never-ordered users also sit at the recency cap);
+1. lifecycle: ``New`` (short tenure), ``Lapsed`` (long since the last order, among
+   users who did order; never-ordered users also sit at the recency cap) or ``Lapsing``
+   (buyers whose last-30-day sessions are low and well below their 90-day level: activity
+   is dropping before recency shows it);
 2. value: ``High spend`` / ``Low spend`` (lifetime monetary value);
 3. frequency: ``frequent`` (lifetime orders);
 4. engagement: ``Browsers, rarely buy`` (many sessions or views, low conversion) or
@@ -64,6 +66,7 @@ def name_segment(zscores: pd.Series, threshold: float = STANDOUT_Z) -> str:
     -------
     str
         A short name such as ``"High spend, frequent, electronics"``, ``"Lapsed"``,
+        ``"Lapsing, books"``,
         ``"Browsers, rarely buy"``, ``"New"`` or ``"Mainstream"``.
 
     Raises
@@ -80,10 +83,17 @@ def name_segment(zscores: pd.Series, threshold: float = STANDOUT_Z) -> str:
     # never-ordered users also sit at the recency cap: lapsed means "bought, then stopped"
     has_ordered = _z(zscores, "count_orders_lifetime") > -t
     is_lapsed = not is_new and has_ordered and _z(zscores, "recency_days") >= t
+    recent_sessions = _z(zscores, "count_sessions_30d")
+    is_lapsing = (
+        not (is_new or is_lapsed) and has_ordered and recent_sessions <= -t
+        and recent_sessions - _z(zscores, "count_sessions_90d") <= -t
+    )
     if is_new:
         parts.append("new")
     elif is_lapsed:
         parts.append("lapsed")
+    elif is_lapsing:
+        parts.append("lapsing")
 
     activity = max(_z(zscores, "count_sessions_90d"), _z(zscores, "count_views_90d"))
     buys_rarely = (

@@ -7,7 +7,7 @@ so a test or a second deployment points the whole pipeline elsewhere with one va
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,37 @@ class Settings:
     silhouette_sample_size: int = 5000
     neighbours_k: int = 20
     recommendations_n: int = 10
+    # segments (issue 3): "kmeans", "ward", or "auto" = ward up to segment_ward_max_users
+    segment_algorithm: str = "kmeans"
+    segment_ward_max_users: int = 5000
+    segment_match_max_distance: float = 1.0
+    segment_picture_sample_size: int = 3000
+    # campaign response scoring (#5): least responders / non-responders among treated sends to
+    # train, and among control sends for the two-model uplift
+    response_min_positives: int = 100
+    response_min_negatives: int = 100
+    uplift_min_positives: int = 30
+    # recommendations (#4). Event weights and the half-life are dbt vars (event_weight_*,
+    # interaction_half_life_days; the hold-out length is var evaluation_holdout_days = 7).
+    neighbours_similarity: str = "cosine"  # "cosine", "jaccard" or "lift"
+    neighbours_min_support: int = 1  # users who interacted with both items
+    recommendations_method: str = "item_cf"  # or "user_cf" (sparse top-k similar users)
+    recommendations_exclude_purchased: bool = True
+    user_neighbours_k: int = 50
+    evaluation_holdout_days: int = 7  # must equal dbt var evaluation_holdout_days
+    # bring your own shop data (#9): a source mapping YAML (env MARKETING_SOURCE_MAPPING; unset =
+    # the native landing layout) and the late-data window: landing D re-lands D-N..D (env
+    # MARKETING_RELAND_DAYS), so rows for a day that arrive in a later file are not lost.
+    source_mapping_path: Path | None = field(
+        default_factory=lambda: (
+            Path(os.environ["MARKETING_SOURCE_MAPPING"]).resolve()
+            if os.environ.get("MARKETING_SOURCE_MAPPING")
+            else None
+        )
+    )
+    reland_days: int = field(
+        default_factory=lambda: int(os.environ.get("MARKETING_RELAND_DAYS", "1"))
+    )
 
     @property
     def landing_dir(self) -> Path:

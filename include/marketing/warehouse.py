@@ -19,7 +19,13 @@ logger = logging.getLogger(__name__)
 # Extensions cannot be downloaded here (and should not be at run time anywhere): parquet, json
 # and icu are built in. dbt_project/profiles.yml uses the same config_options: DuckDB refuses a
 # second in-process connection to one file with a different configuration.
-CONNECTION_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+# memory_limit: DuckDB defaults to 80% of RAM; capped so a refresh fits next to Python's own
+# memory on a small machine (it spills to <warehouse>.tmp beyond it; bench/ measures the peak).
+CONNECTION_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "memory_limit": "2GB",
+}
 
 
 @contextmanager
@@ -96,7 +102,11 @@ def replace_partition(
     con.register("_incoming", frame)
     try:
         con.execute("begin transaction")
-        con.execute(f"create table if not exists {qualified_name} as select * from _incoming limit 0")
+        # as_of_date typed explicitly: an empty first frame would otherwise create a NULL column.
+        con.execute(
+            f"create table if not exists {qualified_name} as select * replace "
+            "(cast(as_of_date as DATE) as as_of_date) from _incoming limit 0"
+        )
         _add_missing_columns(con, qualified_name)
         where = " and ".join(["as_of_date = ?"] + [f'"{k}" = ?' for k in keys])
         con.execute(f"delete from {qualified_name} where {where}", [as_of_date, *keys.values()])

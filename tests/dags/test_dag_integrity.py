@@ -58,3 +58,29 @@ def test_domain_package_never_imports_airflow():
                for line in p.read_text().splitlines())
     ]
     assert offenders == []
+
+
+def test_quality_gates_come_before_publish(dagbag):
+    """Every dbt model/test task and the freshness check must succeed before anything is published."""
+    dag = dagbag.get_dag("segment_refresh")
+    publish = dag.get_task("publish")
+    upstream = {t.task_id for t in publish.get_flat_relatives(upstream=True)}
+    gates = [t.task_id for t in dag.tasks
+             if t.task_id == "source_freshness" or t.task_id.startswith("dbt_profiles.")]
+    assert "source_freshness" in gates and len(gates) > 5
+    assert set(gates) <= upstream
+    freshness = dag.get_task("source_freshness")
+    assert freshness.upstream_task_ids == {"land"}
+    assert {t.trigger_rule for t in dag.tasks} == {"all_success"}
+    # Tests on two models run after both (not inside one parent's dbt build).
+    detached = [t for t in dag.tasks if "relationships" in t.task_id]
+    assert detached and all(len(t.upstream_task_ids) >= 2 for t in detached)
+
+
+def test_every_task_records_its_failures(dagbag):
+    dag = dagbag.get_dag("segment_refresh")
+    for task in dag.tasks:
+        names = {getattr(cb, "__name__", "") for cb in (task.on_failure_callback or [])}
+        retry = {getattr(cb, "__name__", "") for cb in (task.on_retry_callback or [])}
+        assert "record_failed" in names, task.task_id
+        assert "record_up_for_retry" in retry, task.task_id

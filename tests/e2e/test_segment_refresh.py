@@ -8,6 +8,7 @@ a second run of the same date changes nothing.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import subprocess
@@ -32,12 +33,16 @@ ML_TABLES = (
     "ml.item_neighbours",
     "ml.user_recommendations",
     "ml.campaign_scores",
+    "ml.user_predictions",
     "ml.model_runs",
     "ml.audience_definitions",
     "ml.publish_log",
+    "ml.published_members",
 )
 MART_TABLES = (
     "marts.user_profiles",
+    "marts.user_rfm",
+    "marts.segment_profiles",
     "marts.user_item_interactions",
     "marts.fct_campaign_sends",
     "marts.dim_users",
@@ -184,25 +189,80 @@ def test_files_and_manifests(first_run):
     channels = {name.split("/")[0] for name in files}
     assert channels == {"google_ads", "meta_ads", "email"}
     manifests = {n: json.loads(b) for n, b in files.items() if n.endswith("manifest.json")}
-    assert manifests
-    import hashlib
-
+    published = {n: m for n, m in manifests.items() if m["status"] == "published"}
+    assert published
     for name, manifest in manifests.items():
-        data_name = str(Path(name).parent / manifest["file"])
-        data = files[data_name]
-        assert manifest["rows"] == len(_csv_rows(data))
-        assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
         assert manifest["as_of_date"] == first_run["as_of"].isoformat()
         assert manifest["run_id"]
+        if manifest["status"] != "published":
+            assert manifest["reason"], name  # a skipped publish says why
+            continue
+        assert manifest["files"]
+        for part in manifest["files"]:
+            data = files[str(Path(name).parent / part["file"])]
+            assert part["rows"] == len(_csv_rows(data))
+            assert part["sha256"] == hashlib.sha256(data).hexdigest()
+        assert manifest["rows"] == sum(part["rows"] for part in manifest["files"])
+
+
+def test_erased_users_are_in_no_output(first_run, settings):
+    """Users whose erasure request is dated on or before D appear in no table or file of D."""
+    as_of = first_run["as_of"]
+    with connect(settings.warehouse_path, read_only=True) as con:
+        erased = {
+            row[0]
+            for row in con.execute(
+                "select user_id from raw.erasure_requests where requested_at < ?::DATE + 1",
+                [as_of],
+            ).fetchall()
+        }
+        assert erased, "the sample should carry erasure requests"
+        emails = {
+            row[0].strip().lower().encode()
+            for row in con.execute(
+                "select email from raw.users where user_id in (select unnest(?::BIGINT[]))",
+                [sorted(erased)],
+            ).fetchall()
+            if row[0]
+        }
+        for table in ML_TABLES + MART_TABLES:
+            columns = {r[0] for r in con.execute(f"describe {table}").fetchall()}
+            if "user_id" not in columns:
+                continue
+            leaked = con.execute(
+                f"select count(*) from {table} where as_of_date = ? "
+                "and user_id in (select unnest(?::BIGINT[]))",
+                [as_of, sorted(erased)],
+            ).fetchone()[0]
+            if table == "marts.dim_users":
+                leaked = con.execute(
+                    "select count(*) from marts.dim_users where is_erased is not true "
+                    "and user_id in (select unnest(?::BIGINT[]))",
+                    [sorted(erased)],
+                ).fetchone()[0]
+            assert leaked == 0, f"{table} still holds erased users"
+    for name, data in first_run["files"].items():
+        lowered = data.lower()
+        assert not any(email in lowered for email in emails), f"{name} holds an erased e-mail"
 
 
 def test_ad_files_hold_only_hashes(first_run):
+    # Google Customer Match takes Country (ISO alpha-2) and Zip in plain text; every other
+    # value of every ad file (full lists and deltas) is a SHA-256 hex digest or empty.
+    plain = {"Country": re.compile(r"^([A-Z]{2})?$"), "Zip": re.compile(r"^[0-9A-Z]*$")}
+    checked = 0
     for name, data in first_run["files"].items():
         if name.split("/")[0] in ("google_ads", "meta_ads") and name.endswith(".csv"):
             assert b"@" not in data
             for row in _csv_rows(data):
-                for value in row.values():
-                    assert value == "" or HEX64.match(value), (name, value)
+                checked += 1
+                for column, value in row.items():
+                    pattern = plain.get(column) if name.startswith("google_ads/") else None
+                    if pattern is not None:
+                        assert pattern.match(value), (name, column, value)
+                    else:
+                        assert value == "" or HEX64.match(value), (name, column, value)
+    assert checked
 
 
 def test_email_files_only_consented_unsuppressed(first_run, settings):

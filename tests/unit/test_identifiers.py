@@ -6,10 +6,15 @@ import pandas as pd
 import pytest
 
 from marketing.identifiers import (
+    normalise_city,
+    normalise_country,
     normalise_email,
     normalise_emails,
+    normalise_name,
     normalise_phone,
     normalise_phones,
+    normalise_series,
+    normalise_zip,
     sha256_hex,
     sha256_hex_series,
 )
@@ -101,3 +106,59 @@ def test_series_helpers_match_scalar_functions():
 
     with pytest.raises(ValueError, match="same length"):
         normalise_phones(phones, countries.iloc[:2])
+
+
+# Meta's published normalisation examples (Conversions API "customer information parameters",
+# the same rules as Custom Audiences): input -> normalised -> expected SHA-256.
+META_VECTORS = [
+    ("email", " John_Smith@gmail.com", "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"),
+    ("phone", "(650)555-1212", "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"),
+    ("name", "Mary", "6915771be1c5aa0c886870b6951b03d7eafc121fea0e80a5ea83beb7c449f4ec"),
+    ("name", "Valéry", "08e1996b5dd49e62a4b4c010d44e4345592a863bb9f8e3976219bac29417149c"),
+    ("name", "정", "8fa8cd9c440be61d0151429310034083132b35975c4bea67fdd74158eb51db14"),
+]
+
+
+@pytest.mark.parametrize(("kind", "raw", "expected"), META_VECTORS)
+def test_meta_published_vectors(kind, raw, expected):
+    normalised = {
+        "email": normalise_email,
+        "phone": lambda v: normalise_phone(v, "US", "digits"),
+        "name": normalise_name,
+    }[kind](raw)
+    assert sha256_hex(normalised) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (" Mary-Ann ", "maryann"),
+        ("O'Neil", "oneil"),
+        ("VAN DER BERG", "vanderberg"),
+        ("Zoë", "zoë"),
+        ("Zoe\u0308", "zoë"),  # decomposed diaeresis composes (NFC) to the same bytes
+        ("...", None),
+        (None, None),
+    ],
+)
+def test_normalise_name_lowercase_no_punctuation_no_spaces(raw, expected):
+    assert normalise_name(raw) == expected
+
+
+def test_city_country_zip():
+    assert normalise_city("Menlo Park") == "menlopark"
+    assert normalise_city("Saint-Étienne") == "saintétienne"
+    assert normalise_country(" us ") == "US"
+    assert normalise_country("USA") is None and normalise_country(None) is None
+    assert normalise_zip("94025-1234", "US") == "94025"
+    assert normalise_zip("940", "US") is None  # not a US ZIP: dropped rather than mis-hashed
+    assert normalise_zip("SW1A 1AA", "GB") == "sw1a1aa"
+    assert normalise_zip("08079", "ES") == "08079"  # leading zeros kept
+    assert normalise_zip(None, "US") is None
+
+
+def test_normalise_series_keeps_index_and_missing():
+    values = pd.Series(["Ann", None, "!!"], index=[5, 6, 7])
+    out = normalise_series(values, normalise_name)
+    assert list(out.index) == [5, 6, 7]
+    assert out.tolist() == ["ann", None, None]

@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 
 from marketing.neighbours import (
+    content_neighbours,
     interaction_matrix,
     item_neighbours,
     product_blocks,
     round_significant,
     top_k_per_row,
+    user_neighbours,
 )
 
 METHODS = ["sparse_dot_topn", "blocked"]
@@ -226,3 +228,105 @@ def test_top_k_per_row_matches_sorting_everything():
 def test_product_blocks_cover_rows_once_within_bound():
     blocks = product_blocks(np.array([3, 3, 10, 1, 1, 1]), max_block_products=6)
     assert [block.tolist() for block in blocks] == [[0, 1], [2], [3, 4, 5]]
+
+
+def _brute_force_cooccurrence(interactions, k, similarity, min_support=1):
+    """Dense SAR-style Jaccard / lift over all item pairs (tests only)."""
+    matrix = interaction_matrix(interactions)
+    binary = (matrix.strength.toarray() > 0).astype(float)
+    counts = binary.T @ binary
+    occurrences = np.diag(counts)
+    rows = []
+    for i in range(len(matrix.item_ids)):
+        candidates = []
+        for j in range(len(matrix.item_ids)):
+            if j == i or counts[i, j] < max(min_support, 1):
+                continue
+            if similarity == "jaccard":
+                value = counts[i, j] / (occurrences[i] + occurrences[j] - counts[i, j])
+            else:
+                value = counts[i, j] / (occurrences[i] * occurrences[j])
+            candidates.append((round_significant(np.array([value]))[0], j))
+        candidates.sort(key=lambda pair: (-pair[0], pair[1]))
+        for rank, (value, j) in enumerate(candidates[:k], start=1):
+            rows.append((matrix.item_ids[i], matrix.item_ids[j], rank, value))
+    return pd.DataFrame(rows, columns=["item_id", "neighbour_item_id", "rank", "similarity"])
+
+
+@pytest.mark.parametrize("similarity", ["jaccard", "lift"])
+@pytest.mark.parametrize(("seed", "k", "min_support"), [(0, 3, 1), (1, 5, 2), (2, 1, 1)])
+def test_jaccard_and_lift_match_brute_force(similarity, seed, k, min_support):
+    interactions = _random_interactions(seed, binary=False)
+    expected = _brute_force_cooccurrence(interactions, k, similarity, min_support)
+    for max_block_products in (1, 10**8):
+        got = item_neighbours(
+            interaction_matrix(interactions),
+            k=k,
+            min_support=min_support,
+            similarity=similarity,
+            max_block_products=max_block_products,
+        )
+        _assert_same(got, expected)
+
+
+def test_jaccard_and_lift_known_answer():
+    # A seen by users 1,2,3; B by 1,2; C by 3. c_AB = 2, c_AC = 1.
+    interactions = _interactions([(1, 1, 2.0), (1, 2, 1.0), (2, 1, 1.0), (2, 2, 4.0), (3, 1, 1.0),
+                                  (3, 3, 1.0)])
+    jaccard = item_neighbours(interaction_matrix(interactions), k=5, similarity="jaccard")
+    lift = item_neighbours(interaction_matrix(interactions), k=5, similarity="lift")
+    as_tuples = lambda frame: [  # noqa: E731
+        (int(r.item_id), int(r.neighbour_item_id), int(r.rank), round(r.similarity, 6))
+        for r in frame.itertuples()
+    ]
+    # Jaccard A-B = 2/(3+2-2) = 2/3, A-C = 1/3; lift A-B = 2/6, A-C = 1/3 (tie -> id).
+    assert as_tuples(jaccard) == [
+        (1, 2, 1, 0.666667), (1, 3, 2, 0.333333), (2, 1, 1, 0.666667), (3, 1, 1, 0.333333)
+    ]
+    assert as_tuples(lift) == [
+        (1, 2, 1, 0.333333), (1, 3, 2, 0.333333), (2, 1, 1, 0.333333), (3, 1, 1, 0.333333)
+    ]
+
+
+def test_unknown_similarity_and_cosine_only_engine_are_rejected():
+    matrix = interaction_matrix(_interactions([(1, 1, 1.0), (1, 2, 1.0)]))
+    with pytest.raises(ValueError, match="similarity must be one of"):
+        item_neighbours(matrix, similarity="pearson")
+    with pytest.raises(ValueError, match="cosine only"):
+        item_neighbours(matrix, similarity="lift", method="sparse_dot_topn")
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_user_neighbours_match_brute_force_on_transposed_data(seed):
+    interactions = _random_interactions(seed, binary=False)
+    swapped = interactions.rename(columns={"user_id": "item_id", "item_id": "user_id"})
+    expected = _brute_force(swapped, k=4).rename(
+        columns={"item_id": "user_id", "neighbour_item_id": "neighbour_user_id"}
+    )
+    got = user_neighbours(interaction_matrix(interactions), k=4)
+    assert list(got.columns) == ["user_id", "neighbour_user_id", "rank", "similarity"]
+    np.testing.assert_array_equal(
+        got[["user_id", "neighbour_user_id", "rank"]].to_numpy(),
+        expected[["user_id", "neighbour_user_id", "rank"]].to_numpy(dtype=np.int64),
+    )
+    np.testing.assert_allclose(got["similarity"], expected["similarity"].astype(float), atol=1e-6)
+
+
+def test_content_neighbours_same_category_nearest_price_ties_by_id():
+    items = pd.DataFrame(
+        {
+            "item_id": [1, 2, 3, 4, 5, 6, 7],
+            "category": ["a", "a", "a", "a", "b", "b", "a"],
+            "price": [10.0, 20.0, 5.0, 10.0, 10.0, 0.0, 40.0],
+        }
+    )
+    got = content_neighbours(items, [1, 6, 99], k=2)
+    rows = [(int(r.item_id), int(r.neighbour_item_id), int(r.rank), r.similarity)
+            for r in got.itertuples()]
+    # item 1 (a, 10): 4 (10, sim 1), then 3 (5, 0.5) and 2 (20, 0.5) tie -> 2 by id.
+    # item 6 (b, price 0): its only category peer costs 10 -> similarity 0, dropped.
+    assert rows == [(1, 4, 1, 1.0), (1, 2, 2, 0.5)]
+    with pytest.raises(ValueError, match="k must be"):
+        content_neighbours(items, [1], k=0)
+    with pytest.raises(ValueError, match="one row per item_id"):
+        content_neighbours(pd.concat([items, items]), [1])

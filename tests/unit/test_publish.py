@@ -22,14 +22,19 @@ def _member(user_id, email, phone, country, **overrides):
         "user_id": user_id,
         "email": email,
         "phone": phone,
-        "country": country,
         "first_name": f"Name{user_id}",
+        "last_name": "Smith",
+        "country": country,
+        "city": "Menlo Park",
+        "postal_code": "94025-1234" if country == "US" else "SW1A 1AA",
         "is_email_opt_in": True,
         "is_ads_opt_in": True,
         "is_email_suppressed": False,
         "is_erased": False,
         "segment_name": "loyal",
-        "recommended_items": "Mug | Tea | Spoon",
+        "recommended_item_1": "Mug",
+        "recommended_item_2": "Tea",
+        "recommended_item_3": "Spoon",
         "response_probability": 0.5,
     }
     row.update(overrides)
@@ -60,40 +65,65 @@ def _read(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("channel", ["google_ads", "meta_ads"])
 def test_ad_files_hold_only_hashes(tmp_path, members, channel):
-    result = publish_audience("winback", channel, members, DAY, "run_1", tmp_path)
-    data = result.path.read_bytes()
-    assert b"@" not in data
-    for raw in members["phone"].dropna():
-        digits = re.sub(r"\D", "", raw)
-        if len(digits) >= 6:
-            assert digits.encode() not in data
-    lines = data.split(b"\n")
-    assert lines[0] == ",".join(CHANNEL_FILES[channel][1]).encode()
-    assert lines[-1] == b""  # trailing newline, "\n" endings only
-    assert b"\r" not in data
-    for line in lines[1:-1]:
-        for value in line.split(b","):
-            assert value == b"" or HEX64.match(value)
+    result = publish_audience("winback", channel, members, DAY, "run_1", tmp_path, min_size=0)
+    header = CHANNEL_FILES[channel][1]
+    for path in sorted(result.path.parent.glob("*.csv")):  # full file and deltas
+        data = path.read_bytes()
+        assert b"@" not in data
+        for raw in members["phone"].dropna():
+            digits = re.sub(r"\D", "", raw)
+            if len(digits) >= 6:
+                assert digits.encode() not in data
+        for name in ("Name1", "name1", "Smith", "smith", "Menlo", "menlopark"):
+            assert name.encode() not in data
+        lines = data.split(b"\n")
+        assert lines[0] == ",".join(header).encode()
+        assert lines[-1] == b""  # trailing newline, "\n" endings only
+        assert b"\r" not in data
+        for line in lines[1:-1]:
+            for column, value in zip(header, line.split(b","), strict=True):
+                if column == "Country":
+                    assert re.fullmatch(rb"[A-Z]{2}", value)
+                elif column == "Zip":
+                    assert re.fullmatch(rb"[0-9A-Z]*", value)
+                else:
+                    assert value == b"" or HEX64.match(value), (column, value)
 
 
 def test_google_and_meta_hash_the_right_normal_forms(tmp_path, members):
-    google = _read(publish_audience("a", "google_ads", members, DAY, "r", tmp_path).path)
-    meta = _read(publish_audience("a", "meta_ads", members, DAY, "r", tmp_path).path)
-    # consented for ads: 1, 2, 4, 5, 7 (nothing valid: dropped), 8
+    google = _read(publish_audience("a", "google_ads", members, DAY, "r", tmp_path, 0).path)
+    meta = _read(publish_audience("a", "meta_ads", members, DAY, "r", tmp_path, 0).path)
+    # consented for ads: 1, 2, 4, 5, 7 (no e-mail or phone: dropped), 8
     assert len(google) == len(meta) == 5
     alice = sha256_hex("alice@example.com")
-    assert {"Email": alice, "Phone": sha256_hex("+14155550123")} in google
-    assert {"EMAIL": alice, "PHONE": sha256_hex("14155550123")} in meta
-    assert {"Email": "", "Phone": sha256_hex("+12125550199")} in google
-    assert [(r["Email"], r["Phone"]) for r in google] == sorted(
-        (r["Email"], r["Phone"]) for r in google
-    )
+    assert {
+        "Email": alice,
+        "Phone": sha256_hex("+14155550123"),
+        "First Name": sha256_hex("name1"),
+        "Last Name": sha256_hex("smith"),
+        "Country": "US",
+        "Zip": "94025",
+    } in google
+    assert {
+        "EMAIL": alice,
+        "PHONE": sha256_hex("14155550123"),
+        "FN": sha256_hex("name1"),
+        "LN": sha256_hex("smith"),
+        "ZIP": sha256_hex("94025"),
+        "CT": sha256_hex("menlopark"),
+        "COUNTRY": sha256_hex("us"),
+    } in meta
+    bob = [r for r in google if r["Email"] == sha256_hex("bob@example.org")]
+    assert bob[0]["Zip"] == "SW1A1AA" and bob[0]["Country"] == "GB"
+    assert [r for r in google if r["Email"] == ""][0]["Phone"] == sha256_hex("+12125550199")
+    keys = [tuple(r.values()) for r in google]
+    assert keys == sorted(keys)
 
 
 def test_non_consented_users_never_appear(tmp_path, members):
     excluded_ads = {"carol@example.de", "frank@example.com", "gina@example.com", "hal@example.com"}
     for channel in ("google_ads", "meta_ads"):
-        text = publish_audience("a", channel, members, DAY, "r", tmp_path).path.read_text()
+        text = publish_audience("a", channel, members, DAY, "r", tmp_path, 0).path.read_text()
         for email in excluded_ads:
             assert sha256_hex(email) not in text
     rows = _read(publish_audience("a", "email", members, DAY, "r", tmp_path).path)
@@ -108,7 +138,9 @@ def test_non_consented_users_never_appear(tmp_path, members):
         "email": "alice@example.com",
         "first_name": "Name1",
         "segment_name": "loyal",
-        "recommended_items": "Mug | Tea | Spoon",
+        "recommended_item_1": "Mug",
+        "recommended_item_2": "Tea",
+        "recommended_item_3": "Spoon",
         "response_probability": "0.500000",
     }
     assert rows[1]["response_probability"] == ""
@@ -129,16 +161,16 @@ def test_consent_rules_match_brute_force(members):
 
 
 def test_republish_is_byte_identical_and_manifest(tmp_path, members):
-    first = publish_audience("winback", "meta_ads", members, DAY, "run_1", tmp_path)
+    first = publish_audience("winback", "meta_ads", members, DAY, "run_1", tmp_path, 0)
     first_bytes = {p.name: p.read_bytes() for p in first.path.parent.iterdir()}
     shuffled = members.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    second = publish_audience("winback", "meta_ads", shuffled, DAY, "run_1", tmp_path)
+    second = publish_audience("winback", "meta_ads", shuffled, DAY, "run_1", tmp_path, 0)
     assert second == first
     assert {p.name: p.read_bytes() for p in second.path.parent.iterdir()} == first_bytes
 
     directory = tmp_path / "meta_ads" / "winback" / DAY
     assert sorted(os.listdir(tmp_path / "meta_ads" / "winback")) == [DAY]  # no temp dirs left
-    assert first.path == directory / "custom_audience.csv"
+    assert first.path == directory / "custom_audience_0001.csv"
     assert isinstance(first, PublishResult) and first.status == "published"
     manifest_bytes = (directory / "manifest.json").read_bytes()
     manifest = json.loads(manifest_bytes)
@@ -146,8 +178,14 @@ def test_republish_is_byte_identical_and_manifest(tmp_path, members):
     assert manifest_bytes.decode() == json.dumps(manifest, sort_keys=True, indent=2) + "\n"
     assert manifest["rows"] == first.rows == 5
     assert manifest["sha256"] == first.sha256
-    assert manifest["file"] == "custom_audience.csv"
-    assert manifest["columns"] == ["EMAIL", "PHONE"]
+    assert manifest["file"] == "custom_audience_0001.csv"
+    assert manifest["files"] == [
+        {"file": "custom_audience_0001.csv", "rows": 5, "sha256": first.sha256}
+    ]
+    assert manifest["columns"] == ["EMAIL", "PHONE", "FN", "LN", "ZIP", "CT", "COUNTRY"]
+    assert manifest["schema"]["hashed"] == manifest["columns"]
+    assert manifest["schema"]["max_rows_per_file"] == 10_000
+    assert manifest["status"] == "published" and manifest["reason"] is None
     assert (manifest["audience"], manifest["channel"], manifest["as_of_date"]) == (
         "winback",
         "meta_ads",

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketing.neighbours import interaction_matrix, item_neighbours, round_significant
+from marketing.neighbours import (
+    interaction_matrix,
+    item_neighbours,
+    round_significant,
+    user_neighbours,
+)
 from marketing.recommend import recommend
 
 # Items A=10, B=20, C=30, D=40.
@@ -56,12 +61,49 @@ def test_known_answer_by_hand(matrix):
         (3, 1, 10, 0.5),
         (3, 2, 20, 0.4),
     ]
+    # reasons: u1 B <- A (2*0.5), C <- A; u2 A <- C (3*0.25), B <- A; u3 A <- B, B <- D.
+    assert result["reason_item_id"].tolist() == [10, 10, 30, 10, 20, 40]
+    assert result["method"].tolist() == ["item_cf"] * 6
     assert result.dtypes.to_dict() == {
         "user_id": np.dtype("int64"),
         "rank": np.dtype("int32"),
         "item_id": np.dtype("int64"),
         "score": np.dtype("float64"),
+        "reason_item_id": pd.Int64Dtype(),
+        "method": pd.StringDtype(),
     }
+
+
+def test_reason_ties_are_broken_by_the_smaller_item_id():
+    # user 1 saw A and B with strength 1; both have C as neighbour at 0.5: tie -> A.
+    interactions = pd.DataFrame(
+        {"user_id": [1, 1, 2], "item_id": [10, 20, 30], "strength": [1.0, 1.0, 1.0],
+         "has_purchased": [False, False, False]}
+    )
+    neighbours = pd.DataFrame(
+        {"item_id": [20, 10], "neighbour_item_id": [30, 30], "similarity": [0.5, 0.5]}
+    )
+    result = recommend(interaction_matrix(interactions), neighbours, n=1, user_ids=[1])
+    assert result[["item_id", "score"]].values.tolist() == [[30, 1.0]]
+    assert result["reason_item_id"].tolist() == [10]
+
+
+def test_segment_popular_items_come_before_global_ones(matrix):
+    # segment 0 = users 1 and 3 (popularity B 2, A 1, D 1); segment 1 = user 2 (A, C).
+    segments = pd.DataFrame({"user_id": [1, 2, 3, 50, 60], "segment_id": [0, 1, 0, 0, 1]})
+    result = recommend(
+        matrix, NEIGHBOURS.iloc[0:0], n=4, user_ids=[50, 60, 70], segments=segments
+    )
+    rows = [(int(r.user_id), int(r.item_id), r.method) for r in result.itertuples()]
+    assert rows == [
+        (50, 20, "segment_popular"), (50, 10, "segment_popular"), (50, 40, "segment_popular"),
+        (50, 30, "popular"),
+        (60, 10, "segment_popular"), (60, 30, "segment_popular"),
+        (60, 20, "popular"), (60, 40, "popular"),
+        (70, 10, "popular"), (70, 20, "popular"), (70, 30, "popular"), (70, 40, "popular"),
+    ]
+    assert result["rank"].tolist() == [1, 2, 3, 4] * 3
+    assert result["reason_item_id"].isna().all()
 
 
 def test_purchased_items_are_excluded_unless_asked(matrix):
@@ -153,14 +195,21 @@ def _brute_force(matrix, neighbours, n, exclude_purchased, exclude_interacted, u
             (j for j in range(len(scores)) if scores[j] > 0 and not cf_excluded[j]),
             key=lambda j: (-scores[j], j),
         )[:n]
+        if len(where):
+            contributions = round_significant(dense[u][:, None] * similarity)
+            reasons = {j: int(np.argmax(contributions[:, j])) for j in chosen}
         picks = [(j, scores[j]) for j in chosen]
         for j in popular:
             if len(picks) == n:
                 break
             if j not in chosen and not fill_excluded[j]:
                 picks.append((j, 0.0))
-        rows += [(user, rank, matrix.item_ids[j], s) for rank, (j, s) in enumerate(picks, 1)]
-    return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score"])
+        rows += [
+            (user, rank, matrix.item_ids[j], s,
+             matrix.item_ids[reasons[j]] if s > 0 else -1)
+            for rank, (j, s) in enumerate(picks, 1)
+        ]
+    return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "reason"])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -197,6 +246,10 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
         key = ["user_id", "rank", "item_id"]
         np.testing.assert_array_equal(got[key].to_numpy(), expected[key].to_numpy(dtype=np.int64))
         np.testing.assert_allclose(got["score"], expected["score"].astype(float), rtol=1e-6)
+        np.testing.assert_array_equal(
+            got["reason_item_id"].fillna(-1).to_numpy(dtype=np.int64),
+            expected["reason"].to_numpy(dtype=np.int64),
+        )
 
 
 def test_default_users_are_all_matrix_users_and_runs_are_identical(matrix):
@@ -219,3 +272,37 @@ def test_default_users_are_all_matrix_users_and_runs_are_identical(matrix):
 def test_rejects_bad_input(matrix, neighbours, kwargs, message):
     with pytest.raises(ValueError, match=message):
         recommend(matrix, neighbours, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_user_based_cf_matches_dense_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((25, 12)) < 0.25) * rng.uniform(0.1, 5.0, (25, 12))
+    users, items = np.nonzero(dense)
+    interactions = pd.DataFrame(
+        {"user_id": users + 1, "item_id": items + 100, "strength": dense[users, items],
+         "has_purchased": rng.random(len(users)) < 0.3}
+    )
+    matrix = interaction_matrix(interactions)
+    similar_users = user_neighbours(matrix, k=3)
+    got = recommend(
+        matrix, item_neighbours(matrix, k=3), n=3, user_neighbours=similar_users,
+        max_block_products=7,
+    )
+    strength = matrix.strength.toarray().astype(np.float64)
+    user_similarity = np.zeros((len(matrix.user_ids), len(matrix.user_ids)))
+    for row in similar_users.itertuples():
+        u, v = np.searchsorted(matrix.user_ids, [row.user_id, row.neighbour_user_id])
+        user_similarity[u, v] = row.similarity
+    scores = round_significant(user_similarity @ strength)
+    bought = matrix.purchased.toarray()
+    cf = got[got["method"] == "user_cf"]
+    assert len(cf) > 0 and cf["reason_item_id"].isna().all()
+    for user, picks in cf.groupby("user_id"):
+        u = int(np.searchsorted(matrix.user_ids, user))
+        expected = sorted(
+            (j for j in range(len(matrix.item_ids)) if scores[u, j] > 0 and not bought[u, j]),
+            key=lambda j: (-scores[u, j], j),
+        )[:3]
+        assert picks["item_id"].tolist() == [matrix.item_ids[j] for j in expected]
+        np.testing.assert_allclose(picks["score"], scores[u, expected], rtol=1e-6)

@@ -14,12 +14,16 @@ from marketing.scoring import (
     FEATURES,
     MODEL_FEATURES,
     ResponseModel,
+    decile_of_rank,
     expected_calibration_error,
     lift_at_top,
+    lift_by_decile,
     score_users,
     split_by_send_day,
     train_response_model,
 )
+
+CAMPAIGNS = pd.DataFrame({"campaign_id": [1, 2, 3], "channel": ["email", "meta_ads", "email"]})
 
 
 def true_probability(frame: pd.DataFrame) -> np.ndarray:
@@ -59,6 +63,7 @@ def make_users(n: int, rng: np.random.Generator) -> pd.DataFrame:
         "conversion_rate_90d": np.where(views_90 > 0, purchases_90 / np.maximum(views_90, 1),
                                         np.nan),
         "tenure_days": rng.integers(1, 1000, n),
+        "country": rng.choice(["DE", "FR", "NL"], n),
     }).assign(recency_days=lambda f: f["recency_days"].mask(never))
 
 
@@ -74,6 +79,7 @@ def make_sends(n_days: int = 24, per_day: int = 250, seed: int = 0) -> pd.DataFr
                  + pd.to_timedelta(day, unit="D")
                  + pd.to_timedelta(rng.integers(0, 86_400, n), unit="s"))
     sends.insert(4, "is_control", rng.random(n) < 0.1)
+    sends.insert(5, "channel", np.where(sends["campaign_id"] == 2, "meta_ads", "email"))
     sends["true_probability"] = true_probability(sends)
     sends["has_responded"] = rng.random(n) < sends["true_probability"]
     return sends
@@ -113,7 +119,9 @@ def test_auc_close_to_oracle(sends, model):
 def test_coefficients(model):
     coefficients = model.coefficients
     assert list(coefficients.columns) == ["feature", "coefficient"]
-    assert sorted(coefficients["feature"]) == sorted(MODEL_FEATURES)
+    assert set(MODEL_FEATURES) <= set(coefficients["feature"])
+    assert {"country=DE", "channel=email", "campaign_id=1", "campaign_id=3"} <= set(
+        coefficients["feature"])
     magnitude = coefficients["coefficient"].abs().to_numpy()
     assert (np.diff(magnitude) <= 0).all()
     by_feature = coefficients.set_index("feature")["coefficient"]
@@ -121,28 +129,74 @@ def test_coefficients(model):
     assert by_feature["recency_days"] < 0
     # the two planted strong effects lead; the unused features stay small
     assert set(coefficients["feature"].iloc[:2]) == {"count_sessions_30d", "recency_days"}
-    assert coefficients["coefficient"].iloc[4:].abs().max() < 0.15
+    unused = by_feature.drop(["count_sessions_30d", "recency_days", "count_orders_lifetime",
+                              "is_never_ordered"])
+    numeric = unused.index.isin(MODEL_FEATURES)
+    assert unused[numeric].abs().max() < 0.15
+    # country / channel / campaign have no planted effect: one-hot offsets stay small
+    assert unused[~numeric].abs().max() < 0.25
     card = model.model_card()
-    assert card["n_test"] == model.n_test and set(card["coefficients"]) == set(MODEL_FEATURES)
+    assert card["n_test"] == model.n_test
+    assert set(card["coefficients"]) == set(coefficients["feature"])
+    assert card["top_positive_drivers"][0]["feature"] == "count_sessions_30d"
+    assert card["top_negative_drivers"][0]["feature"] == "recency_days"
+    assert all(d["coefficient"] > 0 for d in card["top_positive_drivers"])
+    assert all(d["coefficient"] < 0 for d in card["top_negative_drivers"])
 
 
 def test_score_users(sends, model):
     profiles = make_users(7, np.random.default_rng(5))
     profiles.insert(0, "user_id", np.array([30, 10, 20, 70, 50, 60, 40], dtype="int64"))
     profiles["share_books"] = 0.5  # extra columns are ignored
-    scores = score_users(model, profiles, [9, 2, 2])
-    assert list(scores.columns) == ["user_id", "campaign_id", "response_probability"]
+    campaigns = pd.DataFrame({"campaign_id": [9, 2, 2], "channel": ["email", "meta_ads",
+                                                                      "meta_ads"]})
+    scores = score_users(model, profiles, campaigns)
+    assert list(scores.columns) == ["user_id", "campaign_id", "response_probability", "decile",
+                                    "uplift"]
     assert len(scores) == 7 * 2
     assert scores["user_id"].tolist() == sorted([10, 20, 30, 40, 50, 60, 70] * 2)
     assert scores["campaign_id"].tolist() == [2, 9] * 7
     assert scores["response_probability"].between(0, 1).all()
-    # pooled model: same probability for every campaign, equal to the truth's ordering-ish
+    # per-campaign scores: campaign 2 (seen, meta_ads) differs from unseen campaign 9 (email)
     wide = scores.pivot(index="user_id", columns="campaign_id", values="response_probability")
-    assert (wide[2] == wide[9]).all()
-    assert score_users(model, profiles, []).empty
-    assert list(score_users(model, profiles.iloc[0:0], [1]).columns) == list(scores.columns)
+    assert (wide[2] != wide[9]).all()
+    # the ranking within a campaign matches the pipeline's probabilities
+    for campaign_id, channel in ((2, "meta_ads"), (9, "email")):
+        rows = profiles.assign(campaign_id=campaign_id, channel=channel).sort_values("user_id")
+        from marketing.scoring import feature_frame
+        expected = model.pipeline.predict_proba(feature_frame(rows))[:, 1]
+        np.testing.assert_allclose(wide[campaign_id].to_numpy(), expected)
+    assert score_users(model, profiles, campaigns.iloc[0:0]).empty
+    empty = score_users(model, profiles.iloc[0:0], campaigns)
+    assert list(empty.columns) == list(scores.columns) and empty.empty
     with pytest.raises(ValueError, match="ResponseModel"):
-        score_users(None, profiles, [1])
+        score_users(None, profiles, campaigns)
+    with pytest.raises(ValueError, match="campaigns is missing columns"):
+        score_users(model, profiles, campaigns[["campaign_id"]])
+
+
+def test_deciles_match_brute_force(model):
+    profiles = make_users(23, np.random.default_rng(9))
+    profiles.insert(0, "user_id", np.arange(100, 123, dtype="int64")[::-1])
+    scores = score_users(model, profiles, CAMPAIGNS)
+    for _, group in scores.groupby("campaign_id"):
+        ranked = sorted(zip(-group["response_probability"], group["user_id"], strict=True))
+        n = len(ranked)
+        expected = {user: r * 10 // n + 1 for r, (_, user) in enumerate(ranked)}
+        assert group.set_index("user_id")["decile"].to_dict() == expected
+        assert group["decile"].value_counts().max() - group["decile"].value_counts().min() <= 1
+
+
+def test_walk_forward_campaign_auc(model, sends):
+    metrics = model.campaign_metrics.set_index("campaign_id")
+    assert list(metrics.index) == [1, 2, 3]
+    treated = sends.loc[~sends["is_control"]]
+    assert metrics["n_sends"].to_dict() == treated.groupby("campaign_id").size().to_dict()
+    assert np.isnan(metrics.loc[1, "auc"])  # nothing was sent before the first campaign
+    for campaign_id in (2, 3):
+        group = treated[treated["campaign_id"] == campaign_id]
+        oracle = roc_auc_score(group["has_responded"], group["true_probability"])
+        assert abs(metrics.loc[campaign_id, "auc"] - oracle) < 0.05
 
 
 def test_deterministic(sends, model):
@@ -152,7 +206,7 @@ def test_deterministic(sends, model):
     pd.testing.assert_frame_equal(again.coefficients, model.coefficients)
     profiles = sends.drop(columns="user_id").rename(columns={"send_id": "user_id"}).head(300)
     pd.testing.assert_frame_equal(
-        score_users(again, profiles, [1, 2]), score_users(model, profiles, [1, 2])
+        score_users(again, profiles, CAMPAIGNS), score_users(model, profiles, CAMPAIGNS)
     )
 
 
@@ -260,6 +314,23 @@ def test_lift_at_top():
     assert np.isnan(lift_at_top(np.zeros(5), np.ones(5)))
 
 
+def test_lift_by_decile_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for n in (10, 37, 200):
+        p = rng.random(n).round(1)  # many ties: broken by row order
+        y = (rng.random(n) < p).astype(int)
+        y[0] = 1
+        order = sorted(range(n), key=lambda i: (-p[i], i))
+        expected = []
+        for d in range(10):
+            members = [order[r] for r in range(n) if r * 10 // n == d]
+            expected.append(np.mean(y[members]) / y.mean())
+        np.testing.assert_allclose(lift_by_decile(y, p), expected)
+        assert lift_by_decile(y, p)[0] == pytest.approx(lift_at_top(y, p, 0.1))
+    assert decile_of_rank(5).tolist() == [1, 3, 5, 7, 9]
+    assert np.isnan(lift_by_decile(np.zeros(4), np.ones(4))).all()
+
+
 def test_features_constant():
     assert MODEL_FEATURES[:-1] == FEATURES and MODEL_FEATURES[-1] == "is_never_ordered"
 
@@ -268,5 +339,5 @@ def test_model_pickles(sends, model):
     restored = pickle.loads(pickle.dumps(model))
     profiles = sends.drop(columns="user_id").rename(columns={"send_id": "user_id"}).head(50)
     pd.testing.assert_frame_equal(
-        score_users(restored, profiles, [1]), score_users(model, profiles, [1])
+        score_users(restored, profiles, CAMPAIGNS), score_users(model, profiles, CAMPAIGNS)
     )

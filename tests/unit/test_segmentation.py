@@ -128,7 +128,9 @@ def test_output_shapes_and_ids(profiles, result):
     expected = [CENTROID_PREFIX + s.column for s in FEATURE_SPEC] + [
         f"{CENTROID_PREFIX}share_{c}" for c in CATEGORIES
     ]
-    assert list(segments.columns[3:]) == expected
+    assert list(segments.columns[:5]) == [
+        "segment_id", "segment_name", "size", "parent_segment_id", "parent_name"]
+    assert list(segments.columns[5:]) == expected
     assert segments["segment_id"].dtype == "int64"
     # names in assignments agree with segments
     pairs = assignments[["segment_id", "segment_name"]].drop_duplicates().sort_values("segment_id")
@@ -257,6 +259,13 @@ def test_name_segment_rules():
     assert name_segment(z({"share_home_garden": 0.9, "share_books": 1.5, "share_toys": 0.6})) == (
         "Books, home garden")
     assert name_segment(z({"recency_days": float("nan")})) == DEFAULT_NAME
+    # activity dropping in the last 30 days among buyers: lapsing (not for non-buyers)
+    assert name_segment(z({"count_sessions_30d": -1.5, "count_sessions_90d": -0.3,
+                           "share_books": 1.6})) == "Lapsing, books"
+    assert "Lapsing" not in name_segment(z({"count_sessions_30d": -1.5,
+                                            "count_sessions_90d": -1.4}))
+    assert "Lapsing" not in name_segment(z({"count_sessions_30d": -1.5,
+                                            "count_orders_lifetime": -1.0}))
     with pytest.raises(ValueError, match="threshold"):
         name_segment(z({}), threshold=0)
 

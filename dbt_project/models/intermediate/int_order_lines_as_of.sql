@@ -16,7 +16,11 @@ orders as (
 
 known_as_of as (
 
-    select order_lines.*
+    select
+        order_lines.*,
+        -- a line of a cancellation/return: its (positive) quantity is given back
+        orders.is_cancelled as is_return,
+        order_lines.unit_price = 0 as is_zero_price
     from order_lines
     inner join orders
         on order_lines.order_id = orders.order_id

@@ -1,0 +1,584 @@
+"""Benchmark the daily refresh at a chosen scale, in process (no Airflow).
+
+``python bench/run.py --scale S|M|L [--work-dir DIR] [--results-dir bench/results]``
+(``make bench SCALE=S``).
+
+1. **generate** a fresh sample of the preset (``marketing.sample_data.SCALES``) with one day
+   more than the preset, ending on D + 1, in a subprocess (its memory is not the refresh's);
+2. **full refresh for D** (the landing zone's D + 1 partitions are not read: ``land`` never
+   reads after D): land -> dbt ``tag:profiles`` -> segments -> recommendations -> scores ->
+   audience definitions -> dbt ``tag:audiences tag:post_ml`` -> publish -> snapshot, through
+   the functions of ``marketing.pipeline`` and dbt's ``dbtRunner``, each stage timed;
+3. **incremental day**: the same steps for D + 1 on the same warehouse (only D + 1's
+   partitions are landed);
+4. **comparisons** on D's ``marts.user_item_interactions``: our item neighbours against
+   implicit's ``CosineRecommender`` on the same matrix, and the seed's dense user x user
+   cosine recommender (run at S only; above S its memory need is reported instead).
+
+Peak RSS is sampled (psutil, 20 Hz) over steps 2-3 (dbt and DuckDB run in this process).
+Writes ``<results-dir>/<scale>.json`` and ``<scale>.md`` and refreshes ``summary.md`` from
+every ``*.json`` there. Ctrl-C stops cleanly (exit status 130, no results written).
+"""
+
+from __future__ import annotations
+
+import os
+
+# OpenMP threads that busy-wait (libgomp's default) collapse when the cores are shared: on
+# this 2-core machine at load ~10, K-Means in the segments step took 36 s with the default
+# policy and 3.6 s with PASSIVE (2,000 users). Must be set before numpy/sklearn load libgomp;
+# an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from datetime import date, datetime, timedelta, timezone  # noqa: E402
+from importlib import metadata  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from marketing.sample_data import DEFAULT_END_DATE, SCALES  # noqa: E402
+
+logger = logging.getLogger("bench")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULT_KEYS = (
+    "total_wall_s",
+    "peak_rss_mb",
+    "stages",
+    "neighbours_vs_implicit_ratio",
+    "incremental_day_s",
+    "machine",
+)
+STAGES = (
+    "land",
+    "dbt_profiles",
+    "segments",
+    "recommendations",
+    "scores",
+    "audience_definitions",
+    "dbt_audiences",
+    "publish",
+    "snapshot",
+)
+DENSE_BASELINE_MAX_USERS = 20_000
+"""Run the seed's dense user x user recommender only up to this many users (S)."""
+LIBRARIES = (
+    "duckdb", "dbt-core", "dbt-duckdb", "pandas", "numpy", "scipy", "scikit-learn", "pyarrow",
+    "implicit", "sparse_dot_topn",
+)
+_MB = 1024 * 1024
+
+
+class BenchError(RuntimeError):
+    """A benchmark stage failed (the message names the stage)."""
+
+
+class RssSampler:
+    """Peak resident set size of this process, sampled on a daemon thread."""
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self.peak_bytes = self._process.memory_info().rss
+        self.window_peak_bytes = self.peak_bytes
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            rss = self._process.memory_info().rss
+            self.peak_bytes = max(self.peak_bytes, rss)
+            self.window_peak_bytes = max(self.window_peak_bytes, rss)
+
+    def start_window(self) -> None:
+        """Start a new window for :attr:`window_peak_bytes` (the peak of one stage)."""
+        self.window_peak_bytes = self._process.memory_info().rss
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._process.memory_info().rss)
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_bytes / _MB, 1)
+
+
+@contextmanager
+def _timed(
+    name: str,
+    timings: dict[str, float],
+    bar: tqdm | None = None,
+    sampler: RssSampler | None = None,
+    peaks: dict[str, float] | None = None,
+) -> Iterator[None]:
+    if bar is not None:
+        bar.set_postfix_str(name)
+    if sampler is not None:
+        sampler.start_window()
+    started = time.perf_counter()
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        raise BenchError(f"stage {name!r} failed: {exc}") from exc
+    timings[name] = round(time.perf_counter() - started, 3)
+    if sampler is not None and peaks is not None:
+        peaks[name] = round(max(sampler.window_peak_bytes,
+                                sampler._process.memory_info().rss) / _MB, 1)
+    logger.info("%s: %.2f s", name, timings[name])
+    if bar is not None:
+        bar.update(1)
+
+
+def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path) -> list[dict]:
+    """``dbt build --select <selectors>`` for D in process; returns per-node timings.
+
+    Raises
+    ------
+    BenchError
+        If dbt reports a failed model or test.
+    """
+    from dbt.cli.main import dbtRunner
+
+    args = [
+        "build", "--select", *selectors,
+        "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
+        "--project-dir", str(settings.dbt_project_dir),
+        "--profiles-dir", str(settings.dbt_project_dir),
+        "--target-path", str(target_dir),
+        "--log-path", str(target_dir / "logs"),
+        "--quiet",
+    ]
+    result = dbtRunner().invoke(args)
+    if not result.success:
+        raise BenchError(f"dbt build {' '.join(selectors)} failed for {as_of}: {result.exception}")
+    nodes = []
+    for node in getattr(result.result, "results", None) or []:
+        nodes.append({
+            "node": node.node.unique_id,
+            "name": node.node.name,
+            "seconds": round(float(node.execution_time), 3),
+        })
+    return nodes
+
+
+def refresh(
+    as_of: date,
+    settings,
+    bar: tqdm | None = None,
+    sampler: RssSampler | None = None,
+    peaks: dict[str, float] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Every stage of the DAG for ``as_of``; returns (stage seconds, dbt node timings).
+
+    With ``sampler`` and ``peaks``, each stage's peak RSS (MB) is stored in ``peaks``.
+    """
+    from marketing import pipeline
+
+    timings: dict[str, float] = {}
+    target_dir = settings.data_dir / "target"
+    nodes: list[dict] = []
+    run_id = f"bench__{as_of.isoformat()}"
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("land", lambda: pipeline.land_day(as_of, settings)),
+        ("dbt_profiles", lambda: nodes.extend(
+            {**n, "stage": "dbt_profiles"}
+            for n in dbt_build(["tag:profiles"], as_of, settings, target_dir))),
+        ("segments", lambda: pipeline.build_segments(as_of, settings)),
+        ("recommendations", lambda: pipeline.build_recommendations(as_of, settings)),
+        ("scores", lambda: pipeline.score_campaigns(as_of, settings)),
+        ("audience_definitions", lambda: pipeline.load_audience_definitions(as_of, settings)),
+        ("dbt_audiences", lambda: nodes.extend(
+            {**n, "stage": "dbt_audiences"}
+            for n in dbt_build(["tag:audiences", "tag:post_ml"], as_of, settings, target_dir))),
+        ("publish", lambda: pipeline.publish_audiences(as_of, run_id, settings)),
+        ("snapshot", lambda: pipeline.publish_snapshot(settings)),
+    ]
+    for name, step in steps:
+        with _timed(name, timings, bar, sampler, peaks):
+            step()
+    return timings, nodes
+
+
+def generate_sample(scale: str, data_dir: Path, end_date: date) -> dict:
+    """Generate the preset plus one day (ending ``end_date``) in a subprocess."""
+    preset = SCALES[scale]
+    command = [
+        sys.executable, "-m", "marketing.sample_data",
+        "--users", str(preset["n_users"]), "--items", str(preset["n_items"]),
+        "--days", str(preset["n_days"] + 1), "--end-date", end_date.isoformat(),
+        "--visit-scale", str(preset.get("visit_scale", 1.0)),
+        "--out", str(data_dir),
+    ]
+    # The generator shows its own tqdm bar (with ETA) when stderr is a terminal.
+    completed = subprocess.run(command, check=False, stdout=subprocess.PIPE, text=True)
+    if completed.returncode != 0:
+        raise BenchError(f"sample generation for scale {scale} exited {completed.returncode}")
+    return json.loads(completed.stdout)
+
+
+def _user_item_matrix(settings, as_of: date):
+    from marketing import warehouse
+    from marketing.neighbours import interaction_matrix
+
+    # Not read_only: dbt's in-process connection is still open and DuckDB refuses a second
+    # connection to the file with a different configuration.
+    with warehouse.connect(settings.warehouse_path) as con:
+        interactions = warehouse.read_frame(
+            con,
+            "select user_id, item_id, strength, has_purchased from marts.user_item_interactions "
+            "where as_of_date = ? order by user_id, item_id",
+            [as_of],
+        )
+    if interactions.empty:
+        raise BenchError(f"marts.user_item_interactions has no rows for {as_of}")
+    return interaction_matrix(interactions)
+
+
+def _best_of(repeats: int, func: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def compare_neighbours(matrix, k: int, repeats: int) -> dict:
+    """Our ``item_neighbours`` against implicit's ``CosineRecommender`` on the same matrix.
+
+    implicit keeps each item itself among its K neighbours, so it is asked for ``k + 1``.
+    The ratio is ours / implicit (below 1: ours is faster).
+    """
+    from implicit.nearest_neighbours import CosineRecommender
+
+    from marketing.neighbours import item_neighbours
+
+    user_items = sp.csr_matrix(matrix.strength, dtype=np.float32)
+
+    def run_implicit() -> None:
+        CosineRecommender(K=k + 1).fit(user_items, show_progress=False)
+
+    ours_s = _best_of(repeats, lambda: item_neighbours(matrix, k=k))
+    implicit_s = _best_of(repeats, run_implicit)
+    return {
+        "neighbours_s": round(ours_s, 3),
+        "implicit_cosine_s": round(implicit_s, 3),
+        "neighbours_vs_implicit_ratio": round(ours_s / implicit_s, 3),
+        "matrix_shape": list(matrix.shape),
+        "matrix_nnz": int(matrix.strength.nnz),
+    }
+
+
+def dense_user_user_recommend(strength, n: int) -> np.ndarray:
+    """The seed's approach: dense user x user cosine, scores = similarity @ interactions.
+
+    Returns the top-``n`` item column indices per user (items the user touched excluded).
+    Needs ``n_users ** 2 * 8`` bytes for the similarity matrix: bench-only brute force.
+    """
+    dense = strength.toarray().astype(np.float64)
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    unit = np.divide(dense, norms, out=np.zeros_like(dense), where=norms > 0)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, 0.0)
+    scores = similarity @ dense
+    scores[dense > 0] = -np.inf
+    top = np.argpartition(-scores, n, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1)
+
+
+def dense_baseline(matrix, n: int, recommendations_s: float) -> dict:
+    """Run the dense baseline when small enough; otherwise report the memory it needs."""
+    n_users = int(matrix.shape[0])
+    need = n_users * n_users * 8
+    result = {
+        "n_users": n_users,
+        "similarity_matrix_gb": round(need / 1024**3, 2),
+        "ours_recommendations_stage_s": recommendations_s,
+    }
+    if n_users > DENSE_BASELINE_MAX_USERS:
+        result["ran"] = False
+        return result
+    started = time.perf_counter()
+    dense_user_user_recommend(matrix.strength, n)
+    dense_s = time.perf_counter() - started
+    result.update(ran=True, dense_s=round(dense_s, 3),
+                  dense_vs_ours_ratio=round(dense_s / recommendations_s, 2))
+    return result
+
+
+def machine_info() -> dict:
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "libraries": versions,
+    }
+
+
+def _settings_for(data_dir: Path):
+    from marketing.settings import Settings
+
+    os.environ["MARKETING_DATA_DIR"] = str(data_dir)
+    os.environ["MARKETING_WAREHOUSE"] = str(data_dir / "warehouse.duckdb")  # dbt's profile
+    os.environ.pop("MARKETING_ANALYTICS", None)
+    return Settings.from_env()
+
+
+def run_benchmark(
+    scale: str,
+    work_dir: Path,
+    *,
+    end_date: date = DEFAULT_END_DATE,
+    repeats: int = 3,
+    progress: bool = True,
+) -> dict:
+    """Generate, refresh D, refresh D + 1 and compare; returns the result document.
+
+    Parameters
+    ----------
+    scale : {"S", "M", "L"} or a key added to ``SCALES``
+        Sample size preset.
+    work_dir : Path
+        Data directory, emptied first.
+    end_date : datetime.date
+        D, the full-refresh date; the sample runs to D + 1 for the incremental day.
+    repeats : int
+        Best-of repeats for the neighbour comparison.
+    progress : bool
+        tqdm bar over the stages (with ETA).
+
+    Raises
+    ------
+    ValueError
+        If ``scale`` is unknown.
+    BenchError
+        If a stage fails.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
+    work_dir = Path(work_dir).resolve()
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    settings = _settings_for(work_dir)
+    machine = machine_info()
+    next_day = end_date + timedelta(days=1)
+
+    started = time.perf_counter()
+    sample = generate_sample(scale, work_dir, next_day)
+    generate_s = round(time.perf_counter() - started, 3)
+
+    import marketing.pipeline  # noqa: F401  (import cost is not a refresh stage)
+
+    bar = tqdm(total=2 * len(STAGES), desc=f"bench {scale}", unit="stage", file=sys.stderr,
+               disable=not progress)
+    with bar, RssSampler() as sampler:
+        started = time.perf_counter()
+        stage_peaks: dict[str, float] = {}
+        stages, dbt_nodes = refresh(end_date, settings, bar, sampler, stage_peaks)
+        total_wall_s = round(time.perf_counter() - started, 3)
+        full_peak_mb = max(round(sampler.peak_bytes / _MB, 1), *stage_peaks.values())
+        started = time.perf_counter()
+        incremental, _ = refresh(next_day, settings, bar)
+        incremental_day_s = round(time.perf_counter() - started, 3)
+    peak_rss_mb = max(sampler.peak_mb, full_peak_mb)
+
+    # marts.user_item_interactions holds the latest run's date only: compare on D + 1.
+    matrix = _user_item_matrix(settings, next_day)
+    neighbours = compare_neighbours(matrix, settings.neighbours_k,
+                                    repeats=repeats if scale != "L" else 1)
+    baseline = dense_baseline(matrix, settings.recommendations_n, stages["recommendations"])
+    del matrix
+
+    events_full = sample["events"]  # the D + 1 run lands one more day on top
+    slowest = sorted(dbt_nodes, key=lambda node: node["seconds"], reverse=True)[:8]
+    return {
+        "scale": scale,
+        "as_of_date": end_date.isoformat(),
+        "ran_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sizes": {**SCALES[scale], "events_generated": events_full,
+                  "orders_generated": sample["orders"], "sessions_generated": sample["sessions"]},
+        "generate_s": generate_s,
+        "total_wall_s": total_wall_s,
+        "peak_rss_mb": peak_rss_mb,
+        "full_refresh_peak_rss_mb": full_peak_mb,
+        "process_max_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "children_max_rss_mb": round(
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "stages": stages,
+        "stage_peak_rss_mb": stage_peaks,
+        "incremental_day_s": incremental_day_s,
+        "incremental_stages": incremental,
+        "seconds_per_million_events": round(total_wall_s / max(events_full, 1) * 1e6, 3),
+        "dbt_slowest_nodes": slowest,
+        # Seconds dbt spent inside models and tests; the rest of the stage is dbt's own
+        # start-up, parsing and compilation.
+        "dbt_node_seconds": {
+            stage: round(sum(n["seconds"] for n in dbt_nodes if n["stage"] == stage), 3)
+            for stage in ("dbt_profiles", "dbt_audiences")
+        },
+        **neighbours,
+        "dense_user_user_baseline": baseline,
+        "machine": machine,
+    }
+
+
+def render_markdown(result: dict) -> str:
+    """One scale's result as a markdown table (stage, full refresh s, incremental s)."""
+    sizes = result["sizes"]
+    lines = [
+        f"# Benchmark {result['scale']}: {sizes['n_users']:,} users, {sizes['n_items']:,} items, "
+        f"{sizes['n_days']} days, {sizes['events_generated']:,} events",
+        "",
+        f"Run {result['ran_at']} for D = {result['as_of_date']} on "
+        f"{result['machine']['cpu_count']} x {result['machine']['cpu_model']}, "
+        f"{result['machine']['memory_gb']} GB (load average at start "
+        f"{result['machine']['load_average_at_start'][0]}).",
+        "",
+        "| stage | full refresh (s) | incremental day (s) | peak RSS, full (MB) |",
+        "|---|---:|---:|---:|",
+    ]
+    peaks = result.get("stage_peak_rss_mb", {})
+    for name, seconds in result["stages"].items():
+        lines.append(f"| {name} | {seconds:.2f} | {result['incremental_stages'].get(name, 0):.2f} "
+                     f"| {peaks.get(name, float('nan')):,.0f} |")
+    lines += [
+        f"| **total** | **{result['total_wall_s']:.2f}** | **{result['incremental_day_s']:.2f}** "
+        f"| **{result['full_refresh_peak_rss_mb']:,.0f}** |",
+        "",
+        f"- peak RSS: {result['peak_rss_mb']:,.0f} MB (full refresh alone "
+        f"{result['full_refresh_peak_rss_mb']:,.0f} MB); sample generation "
+        f"{result['generate_s']:.1f} s (not part of the refresh)",
+        f"- {result['seconds_per_million_events']:.2f} s per million events",
+        f"- item neighbours {result['neighbours_s']:.2f} s vs implicit CosineRecommender "
+        f"{result['implicit_cosine_s']:.2f} s: ratio {result['neighbours_vs_implicit_ratio']:.2f} "
+        f"(matrix {result['matrix_shape'][0]:,} x {result['matrix_shape'][1]:,}, "
+        f"{result['matrix_nnz']:,} non-zeros)",
+    ]
+    base = result["dense_user_user_baseline"]
+    if base["ran"]:
+        lines.append(
+            f"- seed's dense user x user cosine: {base['dense_s']:.2f} s vs our whole "
+            f"recommendations stage {base['ours_recommendations_stage_s']:.2f} s "
+            f"({base['dense_vs_ours_ratio']:.1f} x slower), similarity matrix "
+            f"{base['similarity_matrix_gb']} GB")
+    else:
+        lines.append(
+            f"- seed's dense user x user cosine not run: its similarity matrix alone needs "
+            f"{base['similarity_matrix_gb']:,} GB ({base['n_users']:,}^2 x 8 bytes)")
+    lines.append(
+        f"- dbt inside models/tests: profiles {result['dbt_node_seconds']['dbt_profiles']:.2f} s, "
+        f"audiences {result['dbt_node_seconds']['dbt_audiences']:.2f} s (rest: dbt start-up, "
+        "parse, compile)")
+    lines.append("- slowest dbt nodes: " + ", ".join(
+        f"{n.get('name', n['node'])} {n['seconds']:.2f} s" for n in result["dbt_slowest_nodes"][:5]))
+    return "\n".join(lines) + "\n"
+
+
+def render_summary(results: list[dict]) -> str:
+    """All scales side by side, with seconds per million events (linearity check)."""
+    results = sorted(results, key=lambda r: r["sizes"]["events_generated"])
+    header = "| stage | " + " | ".join(r["scale"] for r in results) + " |"
+    lines = [
+        "# Benchmark summary (seconds unless stated)", "",
+        header, "|---|" + "---:|" * len(results),
+    ]
+    for name in STAGES:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{r['stages'].get(name, float('nan')):.2f}" for r in results) + " |")
+    rows = [
+        ("**full refresh**", lambda r: f"**{r['total_wall_s']:.1f}**"),
+        ("incremental day", lambda r: f"{r['incremental_day_s']:.1f}"),
+        ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:,.0f}"),
+        ("users", lambda r: f"{r['sizes']['n_users']:,}"),
+        ("items", lambda r: f"{r['sizes']['n_items']:,}"),
+        ("events", lambda r: f"{r['sizes']['events_generated']:,}"),
+        ("s per M events", lambda r: f"{r['seconds_per_million_events']:.2f}"),
+        ("neighbours / implicit", lambda r: f"{r['neighbours_vs_implicit_ratio']:.2f}"),
+        ("generate sample", lambda r: f"{r['generate_s']:.1f}"),
+    ]
+    for label, cell in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(r) for r in results) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(result: dict, results_dir: Path) -> Path:
+    """Write ``<scale>.json``, ``<scale>.md`` and refresh ``summary.md``; returns the JSON."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{result['scale']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    (results_dir / f"{result['scale']}.md").write_text(render_markdown(result))
+    everything = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    (results_dir / "summary.md").write_text(render_summary(everything))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="S")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="data directory, emptied first (default bench/work/<scale>)")
+    parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)
+    work_dir = args.work_dir or REPO_ROOT / "bench" / "work" / args.scale
+    try:
+        result = run_benchmark(args.scale, work_dir, repeats=args.repeats,
+                               progress=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        logger.warning("interrupted: no results written; partial data under %s", work_dir)
+        return 130
+    path = write_results(result, args.results_dir)
+    if not args.keep:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    print(render_markdown(result))
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

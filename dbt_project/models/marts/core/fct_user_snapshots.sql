@@ -1,0 +1,115 @@
+{#-
+    Point-in-time training rows for the propensity models without campaign history
+    (purchase in the next 30 days) and for ml.user_predictions (churn, 90-day spend):
+    one row per user and snapshot date T in {D - 30, D - 60, D - 90}, with the user_profiles
+    features as of the end of T (macro point_in_time_features) and labels from the user's
+    orders after T: [T + 1 day, T + 1 day + N days), all of which lies on or before D.
+-#}
+{%- set share_categories = get_share_categories() %}
+{%- set snapshot_days_back = [30, 60, 90] %}
+
+with
+
+users as (
+
+    select * from {{ ref('int_users_with_privacy_flags') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('int_orders_with_totals') }}
+
+),
+
+snapshot_dates as (
+
+    {%- for days_back in snapshot_days_back %}
+    select
+        {{ days_back }} as days_before_as_of,
+        cast({{ dbt.dateadd('day', -days_back, as_of_date_sql()) }} as date) as snapshot_date
+    {{ "union all" if not loop.last }}
+    {%- endfor %}
+
+),
+
+spine as (
+
+    -- users signed up by the end of T and not erased by D, observed at the end of T
+    select
+        {{ dbt.concat(["cast(users.user_id as " ~ dbt.type_string() ~ ")", "'@'",
+                       "cast(snapshot_dates.snapshot_date as " ~ dbt.type_string() ~ ")"]) }}
+            as spine_key,
+        users.user_id,
+        {{ dbt.dateadd('day', 1, 'snapshot_dates.snapshot_date') }} as reference_at,
+        snapshot_dates.snapshot_date as reference_date,
+        snapshot_dates.days_before_as_of
+    from users
+    cross join snapshot_dates
+    where
+        not users.is_erased
+        and users.signed_up_at < {{ dbt.dateadd('day', 1, 'snapshot_dates.snapshot_date') }}
+
+),
+
+{{ point_in_time_features('spine', share_categories) }},
+
+orders_after as (
+
+    -- orders in the 90 days after T, each tagged with its day offset
+    select
+        spine.spine_key,
+        orders.order_total,
+        orders.ordered_at < {{ dbt.dateadd('day', 30, 'spine.reference_at') }} as is_within_30d
+    from spine
+    inner join orders
+        on
+            spine.user_id = orders.user_id
+            and orders.ordered_at >= spine.reference_at
+            and orders.ordered_at < {{ dbt.dateadd('day', 90, 'spine.reference_at') }}
+
+),
+
+labels as (
+
+    select
+        spine_key,
+        sum(case when is_within_30d then 1 else 0 end) as count_orders_next_30d,
+        count(*) as count_orders_next_90d,
+        sum(order_total) as spend_next_90d
+    from orders_after
+    group by spine_key
+
+),
+
+user_snapshots as (
+
+    select
+        spine.user_id,
+        spine.reference_date as snapshot_date,
+        {{ as_of_date_sql() }} as as_of_date,
+        users.country,
+        {%- for column in point_in_time_feature_columns(share_categories) %}
+        point_in_time_features.{{ column }},
+        {%- endfor %}
+        coalesce(labels.count_orders_next_30d, 0) > 0 as purchased_next_30d,
+        -- the 90-day labels are known only when the window closed by D
+        case
+            when spine.days_before_as_of >= 90
+                then coalesce(labels.count_orders_next_90d, 0) = 0
+        end as churned_next_90d,
+        case
+            when spine.days_before_as_of >= 90
+                then cast(coalesce(labels.spend_next_90d, 0) as {{ type_double() }})
+        end as spend_next_90d
+    from spine
+    inner join users
+        on spine.user_id = users.user_id
+    inner join point_in_time_features
+        on spine.spine_key = point_in_time_features.spine_key
+    left join labels
+        on spine.spine_key = labels.spine_key
+
+)
+
+select * from user_snapshots

@@ -1,0 +1,118 @@
+"""Fitted models on disk: ``<models_dir>/<model>/<YYYY-MM-DD>/`` with their library versions.
+
+Each saved run holds ``model.joblib`` (the fitted object) and ``model_card.json`` (metrics,
+drivers, sizes and ``library_versions``: python, scikit-learn, numpy, pandas). A pickle
+loaded under other library versions can predict silently wrong numbers, so
+:func:`load_model` reads the card first and refuses a mismatch with :class:`ModelVersionError`
+before unpickling anything. Only load folders this pipeline wrote: joblib files are pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from datetime import date
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import sklearn
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.joblib"
+CARD_FILE = "model_card.json"
+
+
+class ModelVersionError(RuntimeError):
+    """A saved model was written under library versions other than the running ones."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that must match for a saved model to be loaded."""
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+def save_model(folder: Path, model: object, card: dict) -> Path:
+    """Write ``model`` and ``card`` (plus ``library_versions``) into ``folder``.
+
+    Files are written to temporary names and renamed, so a crash never leaves a card that
+    describes a half-written model. Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    card = {**card, "library_versions": library_versions()}
+    tmp_model = folder / f".{MODEL_FILE}.tmp"
+    tmp_card = folder / f".{CARD_FILE}.tmp"
+    joblib.dump(model, tmp_model)
+    tmp_card.write_text(json.dumps(card, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    tmp_model.replace(folder / MODEL_FILE)
+    tmp_card.replace(folder / CARD_FILE)
+    logger.info("saved model to %s", folder)
+    return folder
+
+
+def read_card(folder: Path) -> dict:
+    """The model card of a saved run (raises ``FileNotFoundError`` naming the file)."""
+    path = Path(folder) / CARD_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no model card at {path}")
+    return json.loads(path.read_text())
+
+
+def load_model(folder: Path) -> tuple[object, dict]:
+    """Load ``(model, card)`` from ``folder``, refusing other library versions.
+
+    Raises
+    ------
+    ModelVersionError
+        If any of :func:`library_versions` differs from the saved ones (naming each).
+    FileNotFoundError
+        If the card or the model file is missing.
+    """
+    folder = Path(folder)
+    card = read_card(folder)
+    saved = card.get("library_versions") or {}
+    running = library_versions()
+    differences = [
+        f"{name} {saved.get(name, 'unknown')} (running {version})"
+        for name, version in running.items()
+        if saved.get(name) != version
+    ]
+    if differences:
+        raise ModelVersionError(
+            f"refusing to load the model in {folder}: it was saved under "
+            + ", ".join(differences)
+            + "; retrain it under the running versions"
+        )
+    path = folder / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    return joblib.load(path), card
+
+
+def latest_run_before(model_dir: Path, as_of: date) -> Path | None:
+    """The newest ``<model_dir>/<YYYY-MM-DD>/`` strictly before ``as_of`` holding a model.
+
+    A backfill of D must not use a model trained on later data, so later folders are never
+    returned. Folders whose name is not a date are ignored.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return None
+    candidates = []
+    for child in model_dir.iterdir():
+        try:
+            day = date.fromisoformat(child.name)
+        except ValueError:
+            continue
+        if day < as_of and (child / MODEL_FILE).exists() and (child / CARD_FILE).exists():
+            candidates.append((day, child))
+    return max(candidates)[1] if candidates else None
