@@ -24,11 +24,11 @@ demo: $(STAMP)  ## generate the sample shop, run the DAG for its last day, print
 	scripts/demo.sh
 
 test: $(STAMP)  ## the whole suite: lint, unit, DAG integrity, end-to-end DAG runs
-	$(VENV)/bin/ruff check dags include plugins tests scripts
+	$(VENV)/bin/ruff check dags include plugins tests scripts bench
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dags include plugins tests scripts
+	$(VENV)/bin/ruff check dags include plugins tests scripts bench
 
 query: $(STAMP)  ## open the analysts' read-only copy (never blocks the pipeline)
 	@test -f $(MARKETING_DATA_DIR)/analytics.duckdb \

@@ -233,7 +233,10 @@ def test_each_date_equals_a_single_run_on_a_fresh_warehouse(live, as_of):
     if as_of == DATES[-1]:
         current_state = set()
     state = live["live"][as_of]
-    assert all(len(f) for t, f in reference.tables.items() if t not in current_state)
+    # A fresh warehouse has no previous run: migrations and lift are legitimately empty there.
+    core = ("marts.user_profiles", "ml.user_segments", "ml.item_neighbours",
+            "ml.user_recommendations", "ml.campaign_scores", "marts.audience_members")
+    assert all(len(reference.tables[t]) for t in core if t not in current_state)
     assert reference.files
     assert_equivalent(state, reference, current_state)
 
