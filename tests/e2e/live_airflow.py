@@ -128,10 +128,11 @@ class LiveAirflow:
             "max_active_runs": 1,
             "reprocess_behavior": "none",
         }
-        for _ in range(10):
+        for _ in range(60):
             status, body = self.api("POST", "/backfills", payload)
-            # 503: SQLite was busy (scheduler writing); a person would click again.
-            if status != 503:
+            # 503: SQLite was busy (scheduler writing); 409: the scheduler has not yet marked
+            # the previous backfill complete. A person would click again a little later.
+            if status not in (503, 409):
                 break
             time.sleep(3)
         if status != 200:

