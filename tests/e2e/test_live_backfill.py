@@ -225,8 +225,8 @@ def test_no_duckdb_lock_errors(live):
 
 
 UNVERIFIED = pytest.mark.xfail(
-    reason="not yet seen passing on the live services (last CI: fixed a tiny-sample assertion "
-    "and a 409 on back-to-back backfills, not re-verified before the session ended); issue #7",
+    reason="later dates differ from a fresh-warehouse run beyond the parts compared by "
+    "equivalence (history-dependent outputs still to be pinned down); issue #7",
     strict=False,
 )
 
@@ -286,7 +286,6 @@ def test_docs_check_reports_missing_descriptions(tmp_path):
     assert undocumented(tmp_path) == ["x.extra", "x.spend"]
 
 
-@UNVERIFIED
 def test_failing_dbt_test_stops_run_before_publish(live):
     services, data_dir = live["services"], live["data_dir"]
     analytics = data_dir / "analytics.duckdb"
