@@ -42,7 +42,11 @@ def _dag_test(env: dict[str, str], as_of: date) -> subprocess.Popen:
 
 
 def _finished_ok(process: subprocess.Popen) -> None:
-    output, _ = process.communicate(timeout=600)
+    try:
+        output, _ = process.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never leave a stalled run behind
+        raise
     # `airflow dags test` exits 1 and prints "DagRun failed" when any task fails.
     assert process.returncode == 0 and "DagRun failed" not in output, output[-6000:]
 
