@@ -43,7 +43,7 @@ def _dag_test(env: dict[str, str], as_of: date) -> subprocess.Popen:
 
 def _finished_ok(process: subprocess.Popen) -> None:
     try:
-        output, _ = process.communicate(timeout=600)
+        output, _ = process.communicate(timeout=60 if process.poll() is None else 600)
     except subprocess.TimeoutExpired:
         process.kill()  # never leave a stalled run behind
         raise
@@ -78,7 +78,8 @@ def test_open_reader_survives_a_whole_run_and_sees_new_date_after_reconnect(env)
     try:
         seen, errors = set(), []
         run = _dag_test(env, SECOND)
-        while run.poll() is None:
+        deadline = time.monotonic() + 600
+        while run.poll() is None and time.monotonic() < deadline:
             for sql in QUERIES:
                 try:
                     seen.add(analyst.execute(sql).fetchone()[0])
