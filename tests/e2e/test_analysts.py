@@ -41,9 +41,9 @@ def _dag_test(env: dict[str, str], as_of: date) -> subprocess.Popen:
     )
 
 
-def _finished_ok(process: subprocess.Popen) -> None:
+def _finished_ok(process: subprocess.Popen, timeout: float = 600) -> None:
     try:
-        output, _ = process.communicate(timeout=60 if process.poll() is None else 600)
+        output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()  # never leave a stalled run behind
         raise
@@ -86,7 +86,7 @@ def test_open_reader_survives_a_whole_run_and_sees_new_date_after_reconnect(env)
                 except duckdb.Error as exc:  # an analyst would see this
                     errors.append(f"{sql}: {exc}")
             time.sleep(0.5)
-        _finished_ok(run)
+        _finished_ok(run, timeout=60)  # the loop above already waited up to 600 s
         # The open connection still reads the copy it opened, consistently, after the swap.
         after = {analyst.execute(sql).fetchone()[0] for sql in QUERIES}
     finally:
