@@ -114,6 +114,20 @@ def _file_columns(path: Path) -> list[str]:
         raise LandingError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
 
 
+def missing_column_hints(
+    missing: list[str], found: list[str], delimiter: str, other_delimiters: str | tuple[str, ...]
+) -> list[str]:
+    """Likely causes of missing columns: a wrong delimiter, or a renamed column."""
+    hints = []
+    if len(found) == 1 and any(d in found[0] for d in other_delimiters):
+        hints.append(f"the header has one column: wrong delimiter (expected {delimiter!r})")
+    for column in missing:
+        close = difflib.get_close_matches(column, found, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"'{close[0]}' looks like a renamed '{column}'")
+    return hints
+
+
 def check_structure(spec: TableSpec, table: str, files: list[Path]) -> None:
     """Raise ``LandingError`` naming the file and column when a required column is missing.
 
@@ -124,13 +138,7 @@ def check_structure(spec: TableSpec, table: str, files: list[Path]) -> None:
         found = _file_columns(path)
         missing = [c for c in spec.columns if c not in found]
         if missing:
-            hints = []
-            if len(found) == 1 and any(d in found[0] for d in _OTHER_DELIMITERS):
-                hints.append("the header has one column: wrong delimiter (expected ',')")
-            for column in missing:
-                close = difflib.get_close_matches(column, found, n=1, cutoff=0.6)
-                if close:
-                    hints.append(f"'{close[0]}' looks like a renamed '{column}'")
+            hints = missing_column_hints(missing, found, ",", _OTHER_DELIMITERS)
             raise LandingError(
                 f"{path}: table '{table}' is missing required column(s) {', '.join(missing)} "
                 f"(found: {', '.join(found) or 'no columns'})"

@@ -32,7 +32,6 @@ cancellation's ``order_id`` is its number negated (``C536366`` -> ``-536366``).
 
 from __future__ import annotations
 
-import difflib
 import filecmp
 import logging
 import re
@@ -46,7 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from marketing.contract import TABLES
-from marketing.land import LandingError
+from marketing.land import LandingError, missing_column_hints
 
 logger = logging.getLogger(__name__)
 
@@ -279,13 +278,7 @@ def _read_source(
             raise _unreadable(path, source, exc) from exc
         missing = [c for c in needed if c not in found]
         if missing:
-            hints = []
-            if len(found) == 1 and any(d in found[0] for d in ",;\t|"):
-                hints.append(f"the header has one column: wrong delimiter (expected {source.delimiter!r})")
-            for column in missing:
-                close = difflib.get_close_matches(column, found, n=1, cutoff=0.6)
-                if close:
-                    hints.append(f"'{close[0]}' looks like a renamed '{column}'")
+            hints = missing_column_hints(missing, found, source.delimiter, ",;\t|")
             raise LandingError(
                 f"{path}: missing mapped column(s) {', '.join(missing)} "
                 f"(found: {', '.join(found) or 'no columns'})"
