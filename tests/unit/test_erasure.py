@@ -35,14 +35,7 @@ ERASED = 2
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    audiences = tmp_path / "audiences.yml"
-    audiences.write_text(fixture.AUDIENCES_YML, encoding="utf-8")
-    return Settings(
-        data_dir=tmp_path,
-        warehouse_path=tmp_path / "warehouse.duckdb",
-        analytics_path=tmp_path / "analytics.duckdb",
-        audiences_path=audiences,
-    )
+    return fixture.settings_for(tmp_path)
 
 
 def _identifiers(user: dict) -> tuple[set[bytes], set[bytes]]:
