@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import sys
 from datetime import date
 from pathlib import Path
@@ -75,10 +74,13 @@ def test_comparisons_ran_on_the_real_matrix(tiny_result):
     n_users, n_items = result["matrix_shape"]
     assert 0 < n_users <= TINY["n_users"] and 0 < n_items <= TINY["n_items"]
     assert result["matrix_nnz"] > n_users
-    assert math.isclose(
-        result["neighbours_vs_implicit_ratio"],
-        result["neighbours_s"] / result["implicit_cosine_s"], rel_tol=0.05,
-    )
+    # The timings are stored rounded to 1 ms and the ratio from the unrounded
+    # timings: on the tiny matrix both take a few ms, so check the ratio lies in
+    # the interval the rounded timings allow rather than recomputing it.
+    ours, theirs, half_ms = result["neighbours_s"], result["implicit_cosine_s"], 0.0005
+    low = max(ours - half_ms, 0) / (theirs + half_ms)
+    high = (ours + half_ms) / max(theirs - half_ms, 1e-9)
+    assert low * 0.999 <= result["neighbours_vs_implicit_ratio"] <= high * 1.001
     baseline = result["dense_user_user_baseline"]
     assert baseline["ran"] is True and baseline["dense_s"] > 0
     assert baseline["similarity_matrix_gb"] == round(n_users**2 * 8 / 1024**3, 2)
