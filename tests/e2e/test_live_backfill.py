@@ -7,11 +7,11 @@ One module-scoped session on tiny generated data (600 users, 120 items, 30 days)
 2. live: ``scripts/airflow_up.sh`` starts api-server, scheduler, dag-processor and triggerer in
    a tmp AIRFLOW_HOME on a free port; the test posts ``/api/v2/backfills`` for D1..D3 (what the
    UI's backfill button posts) and waits;
-3. every date's tables and files must equal its reference run. Two parts depend on the previous
-   run *by design* and are compared by equivalence instead: segment ids (kept stable across
-   days: compared as the same partition of users, ids mapped through it; the names a segment
-   inherits from the day before and the ``previous_segment_id``/``distance`` bookkeeping are
-   left out) and publish deltas (adds/removes against the last publish, ``run_id``);
+3. every date's tables and files must equal its reference run (``run_equivalence``): the
+   first date in everything but the run id; later dates in everything but the outputs that are
+   relative to the previous run by design (segment ids compared as the same cut of users,
+   inherited names, migrations, publish deltas), and those must follow from the backfill's own
+   previous date;
 4. a headless Chromium screenshot of the DAG's runs page goes to ``data/reports/``;
 5. a planted violation of a dbt test stops a run before anything is published, and the
    failure callback records it in ``ops.task_failures``.
@@ -28,14 +28,13 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from dbt_docs_check import undocumented
 from live_airflow import LiveAirflow
+from run_equivalence import assert_follows_previous, assert_matches_reference, snapshot
 
 from marketing.sample_data import generate
 from marketing.warehouse import connect
@@ -48,97 +47,12 @@ SAMPLE = {"n_users": 600, "n_items": 120, "n_days": 30, "seed": 7, "end_date": d
 DATES = ["2026-09-28", "2026-09-29", "2026-09-30"]
 PLANTED_DATE = "2026-10-01"
 SCREENSHOT = REPO_ROOT / "data" / "reports" / "airflow_backfill_runs.png"
-# Parts that depend on the previous run by design (see the module docstring).
-HISTORY_COLUMNS = {"run_id", "previous_segment_id", "distance", "adds", "removes",
-                   "rows_added", "rows_removed"}
-SEGMENT_TABLES_NAMES_INHERITED = {"ml.segments", "ml.user_segments"}
-MANIFEST_HISTORY_KEYS = re.compile(r"run_id|add|remov|previous|delta")
 LOCK_ERRORS = re.compile(r"Could not set lock|Conflicting lock|database is locked", re.I)
-
-
-@dataclass
-class DateState:
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
-def snapshot(data_dir: Path, as_of: str) -> DateState:
-    """Every ml/marts table's rows of ``as_of`` and every file written for that date."""
-    state = DateState()
-    with connect(data_dir / "warehouse.duckdb", read_only=True) as con:
-        tables = con.execute(
-            "select table_schema || '.' || table_name from information_schema.columns "
-            "where column_name = 'as_of_date' and table_schema in ('ml', 'marts') "
-            "and table_name in (select table_name from information_schema.tables "
-            "                   where table_type = 'BASE TABLE') order by 1"
-        ).fetchall()
-        for (table,) in tables:
-            frame = con.execute(
-                f"select * from {table} where as_of_date = ?", [date.fromisoformat(as_of)]
-            ).df()
-            state.tables[table] = frame
-    for folder in ("outbox", "models"):
-        for path in sorted((data_dir / folder).rglob("*")):
-            if path.is_file() and as_of in path.parts:
-                state.files[str(path.relative_to(data_dir))] = path.read_bytes()
-    return state
 
 
 def dates_in(data_dir: Path, table: str) -> int:
     with connect(data_dir / "warehouse.duckdb", read_only=True) as con:
         return con.execute(f"select count(distinct as_of_date) from {table}").fetchone()[0]
-
-
-def _canonical(frame: pd.DataFrame, drop: set[str]) -> pd.DataFrame:
-    frame = frame.drop(columns=[c for c in frame.columns if c in drop])
-    frame = frame[sorted(frame.columns)]
-    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
-
-
-def segment_mapping(live: pd.DataFrame, reference: pd.DataFrame) -> dict[int, int]:
-    """Live segment id -> reference id, requiring both to cut users into the same groups."""
-    live_groups = live.groupby("segment_id")["user_id"].apply(frozenset)
-    reference_groups = {
-        members: sid
-        for sid, members in reference.groupby("segment_id")["user_id"].apply(frozenset).items()
-    }
-    mapping = {sid: reference_groups.get(members) for sid, members in live_groups.items()}
-    unmatched = [sid for sid, ref in mapping.items() if ref is None]
-    assert not unmatched and len(reference_groups) == len(live_groups), (
-        f"segments {unmatched} have no reference segment with the same users"
-    )
-    return mapping
-
-
-def assert_equivalent(live: DateState, reference: DateState, current_state: set[str]) -> None:
-    user_segments = "ml.user_segments"
-    mapping = (
-        segment_mapping(live.tables[user_segments], reference.tables[user_segments])
-        if user_segments in live.tables and len(live.tables[user_segments])
-        else {}
-    )
-    assert set(live.tables) == set(reference.tables)
-    for table, frame in live.tables.items():
-        if table in current_state:
-            continue
-        drop = set(HISTORY_COLUMNS)
-        if table in SEGMENT_TABLES_NAMES_INHERITED:
-            drop.add("segment_name")
-        if "segment_id" in frame.columns and mapping:
-            frame = frame.assign(segment_id=frame["segment_id"].map(mapping))
-        got, want = _canonical(frame, drop), _canonical(reference.tables[table], drop)
-        pd.testing.assert_frame_equal(got, want, check_dtype=False, obj=table)
-    assert live.files.keys() == reference.files.keys()
-    for name, data in live.files.items():
-        if name.endswith("manifest.json"):
-            a = {k: v for k, v in json.loads(data).items() if not MANIFEST_HISTORY_KEYS.search(k)}
-            b = {k: v for k, v in json.loads(reference.files[name]).items()
-                 if not MANIFEST_HISTORY_KEYS.search(k)}
-            assert a == b, name
-        else:
-            assert hashlib.sha256(data).hexdigest() == hashlib.sha256(
-                reference.files[name]
-            ).hexdigest(), f"{name} differs from the single run of its date"
 
 
 def copy_landing(sample: Path, data_dir: Path) -> Path:
@@ -224,30 +138,24 @@ def test_no_duckdb_lock_errors(live):
     assert failed == [], "backfill tasks failed (and were retried)"
 
 
-UNVERIFIED = pytest.mark.xfail(
-    reason="later dates differ from a fresh-warehouse run beyond the parts compared by "
-    "equivalence (history-dependent outputs still to be pinned down); issue #7",
-    strict=False,
-)
-
-
-@UNVERIFIED
 @pytest.mark.parametrize("as_of", DATES)
 def test_each_date_equals_a_single_run_on_a_fresh_warehouse(live, as_of):
     data_dir = live["data_dir"]
     reference = live["references"][as_of]
     # Tables rebuilt each run hold only the latest date: compare them for the last date only.
-    current_state = {t for t in reference.tables if dates_in(data_dir, t) == 1}
-    if as_of == DATES[-1]:
-        current_state = set()
-    state = live["live"][as_of]
-    # A fresh warehouse has no previous run: migrations and lift are legitimately empty there.
-    # (Tiny sample: too few responders to train, so campaign scores may be empty too.)
+    current_state = set() if as_of == DATES[-1] else {
+        t for t in reference.tables if dates_in(data_dir, t) == 1
+    }
+    # (Tiny sample: too few responders to train, so campaign scores may be empty.)
     core = ("marts.user_profiles", "ml.user_segments", "ml.item_neighbours",
             "ml.user_recommendations")
     assert all(len(reference.tables[t]) for t in core if t not in current_state)
     assert reference.files
-    assert_equivalent(state, reference, current_state)
+    position = DATES.index(as_of)
+    state = live["live"][as_of]
+    assert_matches_reference(state, reference, first=position == 0, skip_tables=current_state)
+    if position:
+        assert_follows_previous(state, live["live"][DATES[position - 1]])
 
 
 def test_runs_page_screenshot(live):
