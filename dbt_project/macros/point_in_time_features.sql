@@ -13,8 +13,8 @@
     Windows are [reference_at - N days, reference_at). Sessions count in the window they
     started in. Shares are the fraction of the user's 90-day events per category.
 
-    Scales as n log n: every event, session and order is sorted once per user together with
-    three boundary markers per spine row (reference, reference - 30 d, reference - 90 d); a
+    Scales as n log n: every event inside some spine row's 90-day window, every session and
+    order is sorted once per user together with three boundary markers per spine row (reference, reference - 30 d, reference - 90 d); a
     running sum at each marker counts what happened strictly before it (markers sort before
     events at the same instant), and a window count is the difference of two markers. No
     event is ever paired with a spine row, of its own user or any other.
@@ -160,6 +160,19 @@ pit_order_features as (
 
 ),
 
+pit_event_bounds as (
+
+    -- events count only inside some spine row's 90-day window: one before every window
+    -- adds the same to each marker's running total (a window is a difference of two), one
+    -- after every reference comes after all markers. Skipping them keeps the sort to the
+    -- last 90 days whatever the length of the shop's history.
+    select
+        min({{ dbt.dateadd('day', -90, 'reference_at') }}) as first_needed_at,
+        max(reference_at) as last_needed_before
+    from pit_spine
+
+),
+
 pit_events as (
 
     select
@@ -170,21 +183,30 @@ pit_events as (
     from {{ ref('int_events_as_of') }} as events
     inner join pit_spine_users
         on events.user_id = pit_spine_users.user_id
+    cross join pit_event_bounds
     left join {{ ref('int_items_as_of') }} as items
         on events.item_id = items.item_id
+    where
+        events.event_at >= pit_event_bounds.first_needed_at
+        and events.event_at < pit_event_bounds.last_needed_before
 
 ),
 
 pit_session_starts as (
 
+    -- a session's start is the first of *all* its events, so only the upper bound filters
+    -- events; sessions that started before any window are dropped after grouping
     select
-        user_id,
-        min(event_at) as session_started_at
-    from {{ ref('int_events_as_of') }}
+        events.user_id,
+        min(events.event_at) as session_started_at
+    from {{ ref('int_events_as_of') }} as events
+    cross join pit_event_bounds
     where
-        session_id is not null
-        and user_id in (select user_id from pit_spine_users)
-    group by user_id, session_id
+        events.session_id is not null
+        and events.event_at < pit_event_bounds.last_needed_before
+        and events.user_id in (select user_id from pit_spine_users)
+    group by events.user_id, events.session_id
+    having min(events.event_at) >= min(pit_event_bounds.first_needed_at)
 
 ),
 

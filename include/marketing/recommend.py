@@ -31,6 +31,7 @@ import scipy.sparse as sp
 from marketing.neighbours import (
     MAX_BLOCK_PRODUCTS,
     InteractionMatrix,
+    count_duplicates,
     product_blocks,
     round_significant,
     top_k_per_row,
@@ -85,7 +86,7 @@ def neighbour_matrix(matrix: InteractionMatrix, neighbours: pd.DataFrame) -> sp.
             f"neighbours.similarity must be finite and > 0, got {int(bad.sum())} bad rows"
         )
     keys = rows * n_items + cols
-    duplicates = len(keys) - len(np.unique(keys))
+    duplicates = count_duplicates(keys)
     if duplicates:
         raise ValueError(f"neighbours must have one row per item pair, got {duplicates} duplicates")
     result = sp.csr_matrix((similarity, (rows, cols)), shape=(n_items, n_items))
@@ -195,26 +196,25 @@ def _reasons(
     largest after rounding, ties by the smaller history item (column) index.
     """
     coo = history.tocoo()
-    lengths = np.diff(similarity.indptr)[coo.col]
-    repeat_user = np.repeat(coo.row.astype(np.int64), lengths)
-    repeat_item = np.repeat(coo.col.astype(np.int64), lengths)
-    starts = np.repeat(similarity.indptr[coo.col].astype(np.int64), lengths)
-    offsets = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(
-        np.cumsum(lengths) - lengths, lengths
-    )
-    entry = starts + offsets
-    target = similarity.indices[entry].astype(np.int64)
-    contribution = round_significant(
-        np.repeat(coo.data.astype(np.float64), lengths) * similarity.data[entry]
+    rows, cols_history = coo.row.astype(np.int64), coo.col.astype(np.int64)
+    lengths = np.diff(similarity.indptr)[cols_history].astype(np.int64)
+    # One entry per contribution: ``source`` is its history entry, ``entry`` its position in
+    # ``similarity``'s data. Only contributions to picked pairs are then rounded and sorted.
+    source = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+    entry = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
+        similarity.indptr[cols_history].astype(np.int64) - (np.cumsum(lengths) - lengths),
+        lengths,
     )
     pick_keys = local.astype(np.int64) * n_items + cols
     order_picks = np.argsort(pick_keys)
     sorted_keys = pick_keys[order_picks]
-    keys = repeat_user * n_items + target
+    keys = rows[source] * n_items + similarity.indices[entry]
     position = np.searchsorted(sorted_keys, keys)
     clipped = np.minimum(position, max(len(sorted_keys) - 1, 0))
     wanted = (sorted_keys[clipped] == keys) if len(sorted_keys) else np.zeros(len(keys), bool)
-    keys, item, value = keys[wanted], repeat_item[wanted], contribution[wanted]
+    source, entry, keys = source[wanted], entry[wanted], keys[wanted]
+    item = cols_history[source]
+    value = round_significant(coo.data[source].astype(np.float64) * similarity.data[entry])
     order = np.lexsort((item, -value, keys))
     keys, item = keys[order], item[order]
     first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)

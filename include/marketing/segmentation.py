@@ -16,7 +16,9 @@ Pipeline (see :data:`FEATURE_SPEC`):
 K-Means (k-means++, several inits; ``MiniBatchKMeans`` above
 :data:`MINIBATCH_THRESHOLD` users) is fitted for every k in ``k_min..k_max``; the inertia
 of each is kept for the elbow curve and k is chosen by the silhouette on a fixed-size,
-seeded random sample of users. Segment ids are ``1..k`` ordered by size (descending), then
+seeded random sample of users. Above :data:`K_SEARCH_MAX_USERS` users the k search fits on
+a seeded sample of that many (inertia scaled up to all users), and only the chosen k is
+fitted on everyone, started from the sample's centroids. Segment ids are ``1..k`` ordered by size (descending), then
 by centroid, so they do not depend on K-Means' internal label order.
 
 Hierarchy: the chosen segments are grouped by a size-weighted Ward agglomeration of their
@@ -56,6 +58,9 @@ RECENCY_CAP_DAYS = 365.0
 
 MINIBATCH_THRESHOLD = 200_000
 """Above this many users K-Means switches to ``MiniBatchKMeans``."""
+
+K_SEARCH_MAX_USERS = 100_000
+"""Above this many users, k is searched on a seeded sample of this many (then refitted)."""
 
 N_INIT = 5
 """K-Means restarts (k-means++ seeds) per k; MiniBatchKMeans uses 3."""
@@ -262,6 +267,14 @@ def _kmeans(k: int, n_rows: int, random_state: int) -> KMeans | MiniBatchKMeans:
             random_state=random_state,
         )
     return KMeans(n_clusters=k, init="k-means++", n_init=N_INIT, random_state=random_state)
+
+
+def _kmeans_from(centers: np.ndarray, n_rows: int, random_state: int) -> KMeans | MiniBatchKMeans:
+    """K-Means on all users started from the k-search sample's centroids (one init)."""
+    if n_rows > MINIBATCH_THRESHOLD:
+        return MiniBatchKMeans(n_clusters=len(centers), init=centers, n_init=1, batch_size=4096,
+                               random_state=random_state)
+    return KMeans(n_clusters=len(centers), init=centers, n_init=1, random_state=random_state)
 
 
 def _sample_silhouette(x: np.ndarray, labels: np.ndarray) -> float:
@@ -512,19 +525,27 @@ def fit_segments(
         x_ward = x[ward_rows]
         tree = linkage(x_ward, method="ward")
 
+    x_search = x
+    if algorithm == ALGORITHM_KMEANS and n > K_SEARCH_MAX_USERS:
+        x_search = x[np.sort(np.random.default_rng(random_state + 2).choice(
+            n, size=K_SEARCH_MAX_USERS, replace=False))]
     rows, models = [], {}
     for k in range(k_lo, k_hi + 1):
         if algorithm == ALGORITHM_WARD:
             model = _WardModel(tree, x_ward, k).fit(x)
         else:
-            model = _kmeans(k, n, random_state).fit(x)
+            model = _kmeans(k, len(x_search), random_state).fit(x_search)
         if len(model.cluster_centers_) != k:
             logger.warning("ward cut gave %d clusters for k=%d; skipped", len(model.cluster_centers_), k)
             continue
-        score = _sample_silhouette(x_sample, model.labels_[sample])
-        rows.append({"k": k, "inertia": float(model.inertia_), "silhouette": score})
+        sample_labels = (
+            model.labels_[sample] if x_search is x else model.predict(x_sample)
+        )
+        score = _sample_silhouette(x_sample, sample_labels)
+        inertia = float(model.inertia_) * n / len(x_search)
+        rows.append({"k": k, "inertia": inertia, "silhouette": score})
         models[k] = model
-        logger.info("%s k=%d inertia=%.3f silhouette=%.4f", algorithm, k, model.inertia_, score)
+        logger.info("%s k=%d inertia=%.3f silhouette=%.4f", algorithm, k, inertia, score)
     if not rows:
         raise ValueError(f"no k in {k_lo}..{k_hi} gave that many clusters ({n} users)")
     selection = pd.DataFrame(rows).astype({"k": "int64"})
@@ -543,6 +564,8 @@ def fit_segments(
                             k_stickiness)
                 best_k = prefer_k
     model = models[best_k]
+    if x_search is not x:
+        model = _kmeans_from(model.cluster_centers_, n, random_state).fit(x)
     best_silhouette = float(selection.loc[selection["k"] == best_k, "silhouette"].iloc[0])
 
     labels = np.asarray(model.labels_, dtype=np.int64)

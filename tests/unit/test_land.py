@@ -1,3 +1,4 @@
+import json
 from datetime import date, datetime
 from pathlib import Path
 
@@ -101,6 +102,14 @@ def test_land_rejects_rows_with_rule_and_row(tmp_path, landing):
     ]
     assert report.tables["events"] == {"partitions": 1, "rows_loaded": 2, "rows_rejected": 6}
     assert report.rejected_by_rule["null_user_id"] == 1
+    # Every rejected row keeps its values: raw text for rule breakers, typed values otherwise.
+    with connect(tmp_path / "wh.duckdb") as con:
+        records = dict(_rows(con, "select rule, record from raw.rejected_rows "
+                                  "where table_name = 'events'"))
+    assert json.loads(records["invalid_event_type"])["event_type"] == "click"
+    assert json.loads(records["null_user_id"])["user_id"] is None
+    assert json.loads(records["duplicate_event_id"])["event_id"] == "100"
+    assert json.loads(records["unknown_user_id"])["user_id"] == "9"
 
 
 def test_land_never_reads_after_run_date(tmp_path, landing):

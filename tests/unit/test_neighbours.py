@@ -8,6 +8,8 @@ import pytest
 
 from marketing.neighbours import (
     content_neighbours,
+    count_duplicates,
+    dense_codes,
     interaction_matrix,
     item_neighbours,
     product_blocks,
@@ -330,3 +332,31 @@ def test_content_neighbours_same_category_nearest_price_ties_by_id():
         content_neighbours(items, [1], k=0)
     with pytest.raises(ValueError, match="one row per item_id"):
         content_neighbours(pd.concat([items, items]), [1])
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([], dtype=np.int64),
+        np.array([5], dtype=np.int64),
+        np.array([1, 1, 2, 7, 7, 7, 9], dtype=np.int64),  # sorted: one pass
+        np.random.default_rng(0).integers(-50, 50, 1_000),  # compact range
+        np.random.default_rng(1).integers(0, 10**15, 1_000),  # sparse range: np.unique
+        np.array([3, 3, 3], dtype=np.int64),
+    ],
+    ids=["empty", "one", "sorted", "compact", "sparse", "constant"],
+)
+def test_dense_codes_equals_numpy_unique(ids):
+    distinct, codes = dense_codes(ids)
+    want_distinct, want_codes = np.unique(ids, return_inverse=True)
+    np.testing.assert_array_equal(distinct, want_distinct)
+    np.testing.assert_array_equal(codes, want_codes)
+    assert codes.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [([], 0), ([4], 0), ([1, 2, 9], 0), ([1, 1, 2, 2, 2], 3), ([5, 1, 5, 2], 1), ([2, 1], 0)],
+)
+def test_count_duplicates(keys, expected):
+    assert count_duplicates(np.array(keys, dtype=np.int64)) == expected

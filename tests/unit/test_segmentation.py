@@ -272,3 +272,26 @@ def test_name_segment_rules():
 
 def test_make_unique():
     assert make_unique(["A", "B", "A", "A", "A (2)"]) == ["A", "B", "A (2)", "A (3)", "A (2) (2)"]
+
+
+def test_k_search_on_a_sample_above_k_search_max_users(profiles, result, monkeypatch):
+    from marketing import segmentation
+
+    monkeypatch.setattr(segmentation, "K_SEARCH_MAX_USERS", 150)
+    users = profiles.drop(columns="persona")
+    sampled = fit_segments(users, k_min=3, k_max=8, sample_size=200)
+    assert sampled.k == result.k == 5
+    merged = sampled.assignments.merge(profiles[["user_id", "persona"]], on="user_id")
+    assert len(merged) == len(profiles)  # everyone is assigned, not only the search sample
+    assert adjusted_rand_score(merged["persona"], merged["segment_id"]) >= 0.9
+    # The chosen k is refitted on all users: assignments are the nearest final centroid.
+    x = sampled.features.transform(users.sort_values("user_id"))
+    dist = ((x[:, None, :] - sampled.centroids[None, :, :]) ** 2).sum(axis=2)
+    nearest = sampled.segments["segment_id"].to_numpy()[dist.argmin(axis=1)]
+    assert (nearest == sampled.assignments["segment_id"].to_numpy()).all()
+    # Inertia is scaled from the sample to all users: same order as the full search's.
+    ratio = sampled.model_selection["inertia"] / result.model_selection["inertia"]
+    assert ratio.between(0.7, 1.3).all()
+    again = fit_segments(users.sample(frac=1.0, random_state=5), k_min=3, k_max=8,
+                         sample_size=200)
+    pd.testing.assert_frame_equal(again.assignments, sampled.assignments)
