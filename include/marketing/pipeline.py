@@ -8,6 +8,7 @@ exactly D's partition, so any step can be re-run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -358,15 +359,14 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
             "where starts_at < ?::DATE + interval 1 day order by campaign_id",
             [as_of],
         )
-        snapshots = (
-            warehouse.read_frame(
-                con, "select * from marts.fct_user_snapshots order by snapshot_date, user_id"
-            )
-            if warehouse.table_exists(con, "marts.fct_user_snapshots")
-            else pd.DataFrame()
+        # Churn/spend train on closed 90-day windows only; the purchase-in-30-days fallback
+        # (no campaign history) needs every snapshot, so it reads them only when it runs.
+        model, source = _response_model_for(
+            as_of, sends, lambda: _read_snapshots(con, closed_only=False), settings
         )
-        model, source = _response_model_for(as_of, sends, snapshots, settings)
-        predictions = _user_predictions(con, as_of, snapshots, profiles, settings)
+        predictions = _user_predictions(
+            con, as_of, _read_snapshots(con, closed_only=True), profiles, settings
+        )
         if model is None:
             scores = score_users_empty()
         else:
@@ -402,7 +402,18 @@ def score_users_empty() -> pd.DataFrame:
     })
 
 
-def _response_model_for(as_of: date, sends: pd.DataFrame, snapshots: pd.DataFrame,
+def _read_snapshots(con, closed_only: bool) -> pd.DataFrame:
+    """``marts.fct_user_snapshots`` (only rows with a closed 90-day window if ``closed_only``)."""
+    if not warehouse.table_exists(con, "marts.fct_user_snapshots"):
+        return pd.DataFrame()
+    where = "where churned_next_90d is not null " if closed_only else ""
+    return warehouse.read_frame(
+        con, f"select * from marts.fct_user_snapshots {where}order by snapshot_date, user_id"
+    )
+
+
+def _response_model_for(as_of: date, sends: pd.DataFrame,
+                        load_snapshots: Callable[[], pd.DataFrame],
                         settings: Settings) -> tuple[ResponseModel | None, str]:
     """Train, else fall back (purchase propensity / last good model), else (None, "none")."""
     minimums = {"min_positives": settings.response_min_positives,
@@ -414,6 +425,7 @@ def _response_model_for(as_of: date, sends: pd.DataFrame, snapshots: pd.DataFram
     else:
         logger.warning("no campaign history by %s: falling back to the purchase-in-30-days "
                        "propensity", as_of)
+        snapshots = load_snapshots()
         model = (train_purchase_model(snapshots, random_state=settings.random_state, **minimums)
                  if len(snapshots) else None)
     if model is not None:

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 
 from marketing.neighbours import (
@@ -478,39 +479,54 @@ def recommend(
     if n_items:
         run_stage(_popular_order(strength), np.arange(len(targets)), METHOD_POPULAR)
 
-    target_index = np.concatenate([cf_targets, *(f[0] for f in fills)])
-    ranks = np.concatenate([cf_rank, *(f[2] for f in fills)]).astype(np.int32)
-    items = np.concatenate([cf_items, *(f[1] for f in fills)]).astype(np.int64)
-    scores = np.concatenate([cf_score, np.zeros(sum(len(f[0]) for f in fills))])
-    reasons = np.concatenate([cf_reason, np.full(len(scores) - len(cf_reason), -1)])
-    methods = np.concatenate(
-        [np.full(len(cf_targets), cf_method, dtype=object)]
-        + [np.full(len(f[0]), f[3], dtype=object) for f in fills]
+    # Assemble in (user, rank) order, one column at a time, so that at 10M rows only one
+    # full-length temporary lives beside the result (the method is a dictionary-encoded
+    # code until it becomes an Arrow string column).
+    order = np.lexsort((
+        np.concatenate([cf_rank, *(f[2] for f in fills)]),
+        target_index := np.concatenate([cf_targets, *(f[0] for f in fills)]),
+    ))
+    n_filled = len(order) - len(cf_targets)
+    user_column = targets[target_index[order]]
+    del target_index
+    rank_column = np.concatenate([cf_rank, *(f[2] for f in fills)])[order].astype(np.int32)
+    items = np.concatenate([cf_items, *(f[1] for f in fills)])[order]
+    item_column = matrix.item_ids[items] if n_items else items.astype(np.int64)
+    del items
+    score_column = np.concatenate([cf_score, np.zeros(n_filled)])[order]
+    reasons = np.concatenate([cf_reason, np.full(n_filled, -1, dtype=np.int64)])[order]
+    reason_column = pd.arrays.IntegerArray(
+        matrix.item_ids[np.maximum(reasons, 0)] if n_items else reasons.astype(np.int64),
+        reasons < 0,
     )
-    order = np.lexsort((ranks, target_index))
-    reason_ids = pd.array(
-        np.where(reasons >= 0, matrix.item_ids[np.maximum(reasons, 0)], 0) if n_items else [],
-        dtype="Int64",
+    del reasons
+    method_names = list(dict.fromkeys([cf_method, *(f[3] for f in fills)]))
+    codes = np.concatenate(
+        [np.zeros(len(cf_targets), dtype=np.int8)]
+        + [np.full(len(f[0]), method_names.index(f[3]), dtype=np.int8) for f in fills]
+    )[order]
+    method_column = pd.array(
+        pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(method_names)).cast(pa.string()),
+        dtype="string",
     )
-    reason_ids[reasons < 0] = pd.NA
+    del codes, order
     result = pd.DataFrame(
         {
-            "user_id": targets[target_index[order]],
-            "rank": ranks[order],
-            "item_id": matrix.item_ids[items[order]] if n_items else items,
-            "score": scores[order],
-            "reason_item_id": reason_ids[order],
-            "method": pd.array(methods[order], dtype="string") if len(methods) else pd.array(
-                [], dtype="string"
-            ),
-        }
+            "user_id": user_column,
+            "rank": rank_column,
+            "item_id": item_column,
+            "score": score_column,
+            "reason_item_id": reason_column,
+            "method": method_column,
+        },
+        copy=False,
     )
     logger.info(
         "recommendations: %d users (%d cold-start), %d rows, %d filled",
         len(targets),
         len(targets) - len(known_targets),
         len(result),
-        len(scores) - len(cf_targets),
+        n_filled,
     )
     return result
 

@@ -183,7 +183,7 @@ def test_purchase_fallback_without_campaign_history(shop):
         snapshots.loc[latest, "purchased_next_30d"].mean())
     assert 0 <= model.metrics["auc"] <= 1 and model.categorical == ("country",)
     sends = _read(settings, "select * from marts.fct_campaign_sends limit 0")
-    chosen, source = pipeline._response_model_for(end, sends, snapshots, settings)
+    chosen, source = pipeline._response_model_for(end, sends, lambda: snapshots, settings)
     assert source == "trained" and chosen.kind == "purchase_30d"
 
 
