@@ -13,11 +13,17 @@
     Windows are [reference_at - N days, reference_at). Sessions count in the window they
     started in. Shares are the fraction of the user's 90-day events per category.
 
-    Scales as n log n: every event inside some spine row's 90-day window, every session and
-    order is sorted once per user together with three boundary markers per spine row (reference, reference - 30 d, reference - 90 d); a
-    running sum at each marker counts what happened strictly before it (markers sort before
-    events at the same instant), and a window count is the difference of two markers. No
-    event is ever paired with a spine row, of its own user or any other.
+    Two strategies, same results (tests/unit/test_dbt_project.py checks both against a brute
+    force):
+    - timeline (default, any number of spine rows per user, e.g. one per campaign send):
+      n log n. Every event inside some spine row's 90-day window, every session and order is
+      sorted once per user together with three boundary markers per spine row (reference,
+      reference - 30 d, reference - 90 d); a running sum at each marker counts what happened
+      strictly before it (markers sort before events at the same instant), and a window count
+      is the difference of two markers. No event is ever paired with a spine row.
+    - few_rows_per_user=true (profiles: one row per user; snapshots: three): each event is
+      joined to its user's spine rows whose 90-day window holds it and aggregated by hash,
+      at most rows-per-user x events rows, no sort. Orders always use the timeline.
 -#}
 
 {% macro point_in_time_feature_columns(share_categories) -%}
@@ -44,7 +50,7 @@
 {%- endmacro %}
 
 
-{% macro point_in_time_features(spine, share_categories) -%}
+{% macro point_in_time_features(spine, share_categories, few_rows_per_user=false) -%}
 {%- set running_total -%}
     over (
         partition by user_id
@@ -210,44 +216,24 @@ pit_session_starts as (
 
 ),
 
-pit_event_timeline as (
+pit_activity as (
 
-    {%- for boundary, days_back in [('reference', 0), ('start_30d', 30), ('start_90d', 90)] %}
-
-    select
-        user_id,
-        {% if days_back == 0 -%}
-        reference_at as timeline_at,
-        {%- else -%}
-        {{ dbt.dateadd('day', -days_back, 'reference_at') }} as timeline_at,
-        {%- endif %}
-        0 as timeline_rank,
-        spine_key,
-        '{{ boundary }}' as boundary,
-        {%- for flag in event_flags %}
-        0 as {{ flag }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from pit_spine
-
-    union all
-    {%- endfor %}
-
+    -- one row per event or session start, with TINYINT flags (narrow rows: this is the
+    -- widest input of the project)
     select
         user_id,
         event_at as timeline_at,
-        1 as timeline_rank,
-        null as spine_key,
-        null as boundary,
-        case when event_type = 'view' then 1 else 0 end as is_view,
-        case when event_type = 'cart' then 1 else 0 end as is_cart,
-        case when event_type = 'purchase' then 1 else 0 end as is_purchase,
-        0 as is_session_start,
-        1 as is_event{{ "," if share_categories }}
+        cast(1 as {{ type_flag() }}) as timeline_rank,
+        cast(coalesce(event_type = 'view', false) as {{ type_flag() }}) as is_view,
+        cast(coalesce(event_type = 'cart', false) as {{ type_flag() }}) as is_cart,
+        cast(coalesce(event_type = 'purchase', false) as {{ type_flag() }}) as is_purchase,
+        cast(0 as {{ type_flag() }}) as is_session_start,
+        cast(1 as {{ type_flag() }}) as is_event{{ "," if share_categories }}
         {%- for share_category in share_categories %}
-        case
-            when category in {{ sql_string_list(share_category.categories) }} then 1
-            else 0
-        end as is_category_{{ share_category.slug }}{{ "," if not loop.last }}
+        cast(
+            coalesce(category in {{ sql_string_list(share_category.categories) }}, false)
+            as {{ type_flag() }}
+        ) as is_category_{{ share_category.slug }}{{ "," if not loop.last }}
         {%- endfor %}
     from pit_events
 
@@ -256,13 +242,51 @@ pit_event_timeline as (
     select
         user_id,
         session_started_at as timeline_at,
-        1 as timeline_rank,
+        cast(1 as {{ type_flag() }}) as timeline_rank,
+        {%- for flag in event_flags %}
+        cast({{ 1 if flag == 'is_session_start' else 0 }} as {{ type_flag() }})
+            as {{ flag }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_session_starts
+
+),
+
+{%- if not few_rows_per_user %}
+
+pit_event_timeline as (
+
+    -- markers (a boundary code instead of a name: narrow rows) then activity
+    {%- for days_back in [0, 30, 90] %}
+
+    select
+        user_id,
+        {% if days_back == 0 -%}
+        reference_at as timeline_at,
+        {%- else -%}
+        {{ dbt.dateadd('day', -days_back, 'reference_at') }} as timeline_at,
+        {%- endif %}
+        cast(0 as {{ type_flag() }}) as timeline_rank,
+        spine_key,
+        -- 0 = reference, 1 = reference - 30 d, 2 = reference - 90 d
+        cast({{ loop.index0 }} as {{ type_flag() }}) as boundary,
+        {%- for flag in event_flags %}
+        cast(0 as {{ type_flag() }}) as {{ flag }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_spine
+
+    union all
+    {%- endfor %}
+
+    select
+        user_id,
+        timeline_at,
+        timeline_rank,
         null as spine_key,
         null as boundary,
         {%- for flag in event_flags %}
-        {{ 1 if flag == 'is_session_start' else 0 }} as {{ flag }}{{ "," if not loop.last }}
+        {{ flag }}{{ "," if not loop.last }}
         {%- endfor %}
-    from pit_session_starts
+    from pit_activity
 
 ),
 
@@ -288,8 +312,8 @@ pit_event_windows as (
         {%- for flag in behaviour_flags %}
         sum(
             case boundary
-                when 'reference' then {{ flag }}_before
-                when 'start_{{ days }}d' then -{{ flag }}_before
+                when 0 then {{ flag }}_before
+                when {{ 1 if days == 30 else 2 }} then -{{ flag }}_before
                 else 0
             end
         ) as {{ behaviour_counts[flag] }}_{{ days }}d,
@@ -298,8 +322,8 @@ pit_event_windows as (
         {%- for flag in ['is_event'] + category_flags %}
         sum(
             case boundary
-                when 'reference' then {{ flag }}_before
-                when 'start_90d' then -{{ flag }}_before
+                when 0 then {{ flag }}_before
+                when 2 then -{{ flag }}_before
                 else 0
             end
         ) as {{ flag }}_90d{{ "," if not loop.last }}
@@ -309,6 +333,40 @@ pit_event_windows as (
     group by spine_key
 
 ),
+
+{%- else %}
+
+pit_event_windows as (
+
+    -- few spine rows per user (profiles: one, snapshots: three): join each event to the
+    -- user's rows whose 90-day window holds it and aggregate, at most rows-per-user x events
+    select
+        pit_spine.spine_key,
+        {%- for days in [30, 90] %}
+        {%- for flag in behaviour_flags %}
+        sum(
+            case
+                when pit_activity.timeline_at >= {{ dbt.dateadd('day', -days, 'pit_spine.reference_at') }}
+                    then pit_activity.{{ flag }}
+                else 0
+            end
+        ) as {{ behaviour_counts[flag] }}_{{ days }}d,
+        {%- endfor %}
+        {%- endfor %}
+        {%- for flag in ['is_event'] + category_flags %}
+        sum(pit_activity.{{ flag }}) as {{ flag }}_90d{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_spine
+    inner join pit_activity
+        on
+            pit_spine.user_id = pit_activity.user_id
+            and pit_activity.timeline_at >= {{ dbt.dateadd('day', -90, 'pit_spine.reference_at') }}
+            and pit_activity.timeline_at < pit_spine.reference_at
+    group by pit_spine.spine_key
+
+),
+
+{%- endif %}
 
 point_in_time_features as (
 
@@ -335,7 +393,8 @@ point_in_time_features as (
         {%- for days in [30, 90] %}
         {%- for flag in behaviour_flags %}
         cast(
-            pit_event_windows.{{ behaviour_counts[flag] }}_{{ days }}d as {{ dbt.type_bigint() }}
+            coalesce(pit_event_windows.{{ behaviour_counts[flag] }}_{{ days }}d, 0)
+            as {{ dbt.type_bigint() }}
         ) as {{ behaviour_counts[flag] }}_{{ days }}d,
         {%- endfor %}
         {%- endfor %}

@@ -407,6 +407,7 @@ def random_build(tmp_path_factory):
             "+user_profiles",
             "+fct_campaign_sends",
             "+user_item_interactions",
+            "+fct_user_snapshots",
             *as_of(RANDOM_D),
         ],
         warehouse,
@@ -416,7 +417,8 @@ def random_build(tmp_path_factory):
     try:
         tables = {
             t: con.execute(f"select * from marts.{t}").df()
-            for t in ("user_profiles", "fct_campaign_sends", "user_item_interactions")
+            for t in ("user_profiles", "fct_campaign_sends", "user_item_interactions",
+                      "fct_user_snapshots")
         }
     finally:
         con.close()
@@ -440,6 +442,18 @@ def test_profiles_match_brute_force(random_build):
     for row in profiles.itertuples(index=False):
         expected = _brute_force_features(data, row.user_id, reference_at, RANDOM_D)
         _assert_features_match(pd.Series(row._asdict()), expected, f"user {row.user_id}")
+
+
+def test_snapshot_features_match_brute_force(random_build):
+    data, tables = random_build
+    snapshots = tables["fct_user_snapshots"]
+    dates = sorted(set(snapshots["snapshot_date"].dt.date))
+    assert dates == [RANDOM_D - timedelta(days=d) for d in (90, 60, 30)]
+    for row in snapshots.itertuples(index=False):
+        day = row.snapshot_date.date()
+        reference_at = datetime.combine(day + timedelta(days=1), datetime.min.time())
+        expected = _brute_force_features(data, row.user_id, reference_at, day)
+        _assert_features_match(pd.Series(row._asdict()), expected, f"user {row.user_id} @ {day}")
 
 
 def test_campaign_send_features_match_brute_force(random_build):

@@ -32,7 +32,7 @@ spine as (
 
 ),
 
-{{ point_in_time_features('spine', share_categories) }},
+{{ point_in_time_features('spine', share_categories, few_rows_per_user=true) }},
 
 user_profiles as (
 
