@@ -320,32 +320,61 @@ def _land_table(
         "and partition_date in (select unnest(?::DATE[]))",
         [table, dates],
     )
-    fk_whens = []
-    for column, (parent, parent_column) in spec.foreign_keys.items():
-        fk_whens.append(
-            f"when t.{column} is not null and not exists (select 1 from raw.{parent} as p "
-            f"where p.{parent_column} = t.{column} and p._partition_date <= t._partition_date) "
-            f"then 'unknown_{column}'"
+    # Foreign keys: the parent must be landed in a partition on or before the row's. Each
+    # parent's first partition is one hash join away (a correlated NOT EXISTS with the date
+    # condition is several times slower at 10M rows).
+    parents, fk_joins, fk_whens = [], [], []
+    for i, (column, (parent, parent_column)) in enumerate(spec.foreign_keys.items()):
+        parents.append(
+            f"_parent_{i} as (select {parent_column} as _key, min(_partition_date) as _first "
+            f"from raw.{parent} group by 1)"
         )
-    key_join = " and ".join(f"r.{k} = t.{k}" for k in spec.key)
+        fk_joins.append(f"left join _parent_{i} on _parent_{i}._key = t.{column}")
+        fk_whens.append(
+            f"when t.{column} is not null and (_parent_{i}._first is null "
+            f"or _parent_{i}._first > t._partition_date) then 'unknown_{column}'"
+        )
     key_list = ", ".join(spec.key)
+    key_join = " and ".join(f"r.{k} = u.{k}" for k in spec.key)
+    duplicate = f"duplicate_{'_'.join(spec.key)}"
+    fk_rule = f"case {' '.join(fk_whens)} end" if fk_whens else "null::VARCHAR"
+    # Duplicates: only keys seen more than once in the batch are ranked (a window over every
+    # row is a full sort); the first copy by (partition, file, row) is kept.
     con.execute(
         f"""
         create or replace temp table _checked as
+        with
+        {"".join(p + ", " for p in parents)}
+        flagged as (
+            select t.*, {fk_rule} as _fk_rule
+            from _typed as t
+            {" ".join(fk_joins)}
+        ),
+        repeated_keys as (
+            select {key_list} from _typed group by {key_list} having count(*) > 1
+        ),
+        copies as (
+            select f.*, 1 as _copy from flagged as f anti join repeated_keys using ({key_list})
+            union all by name
+            select
+                f.*,
+                row_number() over (
+                    partition by {key_list} order by _partition_date, _source_file, _row_number
+                ) as _copy
+            from flagged as f semi join repeated_keys using ({key_list})
+        )
         select
-            t.*,
+            u.* exclude (_fk_rule, _copy),
             coalesce(
-                t._row_rule,
+                u._row_rule,
+                u._fk_rule,
                 case
-                    {' '.join(fk_whens)}
-                    when row_number() over (
-                        partition by {key_list} order by _partition_date, _source_file, _row_number
-                    ) > 1 then 'duplicate_{"_".join(spec.key)}'
+                    when u._copy > 1 then '{duplicate}'
                     when exists (select 1 from raw.{table} as r where {key_join})
-                        then 'duplicate_{"_".join(spec.key)}'
+                        then '{duplicate}'
                 end
             ) as _rule
-        from _typed as t
+        from copies as u
         """
     )
     columns = ", ".join(f'"{c}"' for c in spec.all_columns)
