@@ -677,11 +677,23 @@ def _erased_lines(con) -> set[str]:
 
 
 def _forget_erased(con) -> None:
-    """Erasure is permanent: drop erased users from the publish history of every date."""
-    con.execute(
-        "delete from ml.published_members where user_id in "
-        "(select user_id from marts.dim_users where is_erased)"
-    )
+    """Erasure is permanent: drop users erased by D from every ``ml`` table, all dates.
+
+    Runs of D only hold users not erased by D (``marts.user_profiles`` leaves them out), but
+    partitions written by earlier runs still name users erased since; those rows go here
+    (segments, recommendations, scores, predictions, publish history). dbt purges its own marts.
+    """
+    tables = con.execute(
+        "select c.table_schema || '.' || c.table_name from information_schema.columns as c "
+        "join information_schema.tables as t using (table_catalog, table_schema, table_name) "
+        "where c.table_schema = 'ml' and c.column_name = 'user_id' "
+        "and t.table_type = 'BASE TABLE' order by 1"
+    ).fetchall()
+    for (table,) in tables:
+        con.execute(
+            f"delete from {table} where user_id in "
+            "(select user_id from marts.dim_users where is_erased)"
+        )
 
 
 def publish_snapshot(settings: Settings | None = None) -> dict:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -665,6 +666,53 @@ def train_purchase_model(
     )
 
 
+PER_CAMPAIGN_INPUTS: tuple[str, ...] = ("channel", "campaign_id")
+"""Inputs that are the same for every user scored for one campaign."""
+
+
+def campaign_probabilities(
+    pipeline: Pipeline, users: pd.DataFrame, categorical: Sequence[str],
+    campaigns: Sequence[tuple[int, str]],
+) -> list[np.ndarray]:
+    """``pipeline``'s P(respond) of every user for each (campaign_id, channel), in order.
+
+    Equal to ``pipeline.predict_proba`` of the users with that campaign's id and channel, but
+    the users are prepared once: the model is linear in its prepared inputs, and the one-hot
+    columns of :data:`PER_CAMPAIGN_INPUTS` are the same for every user of a campaign, so each
+    campaign adds a constant to a shared logit. (Scoring a million users for each of several
+    campaigns would otherwise repeat the whole preparation per campaign.)
+    """
+    if not len(campaigns):
+        return []
+    if not len(users):
+        return [np.zeros(0) for _ in campaigns]
+    first_id, first_channel = campaigns[0]
+    base = feature_frame(users.assign(campaign_id=first_id, channel=first_channel), categorical)
+    prepare, model = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
+    matrix = prepare.transform(base)
+    per_campaign = np.zeros(matrix.shape[1], dtype=bool)
+    if "categorical" in prepare.named_transformers_:
+        encoder = prepare.named_transformers_["categorical"]
+        start = len(MODEL_FEATURES)
+        for column, categories in zip(encoder.feature_names_in_, encoder.categories_,
+                                      strict=True):
+            per_campaign[start:start + len(categories)] = column in PER_CAMPAIGN_INPUTS
+            start += len(categories)
+        if start != matrix.shape[1]:
+            raise ValueError(f"unexpected prepared width {matrix.shape[1]} (expected {start})")
+    weights = model.coef_[0]
+    shared = matrix[:, ~per_campaign] @ weights[~per_campaign] + model.intercept_[0]
+    del matrix
+    out = []
+    for campaign_id, channel in campaigns:
+        one = feature_frame(
+            users.iloc[:1].assign(campaign_id=campaign_id, channel=channel), categorical
+        )
+        constant = float(prepare.transform(one)[0, per_campaign] @ weights[per_campaign])
+        out.append(expit(shared + constant))
+    return out
+
+
 def score_users(
     model: ResponseModel, profiles: pd.DataFrame, campaigns: pd.DataFrame
 ) -> pd.DataFrame:
@@ -686,8 +734,6 @@ def score_users(
         probability, NaN for campaigns without control sends or without an uplift model):
         one row per user x campaign, sorted by ``user_id`` then ``campaign_id``.
     """
-    from marketing.uplift import uplift_scores  # noqa: PLC0415 (uplift imports scoring)
-
     if not isinstance(model, ResponseModel):
         raise ValueError(f"model must be a ResponseModel, got {type(model).__name__}")
     for frame, name, needed in ((profiles, "profiles", ["user_id"]),
@@ -698,19 +744,23 @@ def score_users(
     campaigns = (campaigns[["campaign_id", "channel"]]
                  .drop_duplicates("campaign_id").sort_values("campaign_id", kind="stable"))
     users = profiles.sort_values("user_id", kind="stable").reset_index(drop=True)
+    pairs = [(int(c), ch) for c, ch in campaigns.itertuples(index=False)]
+    treated = campaign_probabilities(model.pipeline, users, model.categorical, pairs)
+    uplift_pairs = [p for p in pairs if model.control_pipeline is not None
+                    and p[0] in model.uplift_campaign_ids]
+    control = dict(zip(
+        uplift_pairs,
+        campaign_probabilities(model.control_pipeline, users, model.categorical, uplift_pairs)
+        if uplift_pairs else [],
+        strict=True,
+    ))
     parts = []
-    for campaign_id, channel in campaigns.itertuples(index=False):
-        rows = users.assign(campaign_id=int(campaign_id), channel=channel)
-        if len(rows):
-            x = feature_frame(rows, model.categorical)
-            probability = model.pipeline.predict_proba(x)[:, 1]
-            if model.control_pipeline is not None and int(campaign_id) in model.uplift_campaign_ids:
-                uplift = uplift_scores(model.pipeline, model.control_pipeline, x,
-                                       treated_probability=probability)
-            else:
-                uplift = np.full(len(rows), np.nan)
+    for (campaign_id, channel), probability in zip(pairs, treated, strict=True):
+        rows = users.assign(campaign_id=campaign_id, channel=channel)
+        if (campaign_id, channel) in control:
+            uplift = probability - control[(campaign_id, channel)]
         else:
-            probability = uplift = np.zeros(0)
+            uplift = np.full(len(rows), np.nan)
         user_ids = rows["user_id"].to_numpy(dtype="int64")
         order = np.lexsort((user_ids, -probability))
         decile = np.empty(len(rows), dtype="int64")

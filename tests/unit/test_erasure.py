@@ -131,3 +131,23 @@ def test_ad_files_never_hold_plain_identifiers(settings):
             body = data.split(b"\n", 1)[1]
             leftover = re.sub(rb"[0-9a-f]{64}|\b[A-Z]{2}\b|\b9\d{4}\b|[,\n]", b"", body)
             assert leftover == b"", (path, leftover[:80])
+
+
+def test_erased_user_leaves_earlier_ml_partitions(settings):
+    fixture.write_day(settings.warehouse_path, D1)
+    with warehouse.connect(settings.warehouse_path) as con:
+        con.execute("create schema if not exists ml")
+        con.execute("create or replace table ml.user_segments as select user_id, 1 as segment_id, "
+                    "'A' as segment_name, ?::DATE as as_of_date from range(1, 6) as r(user_id)",
+                    [D1])
+        con.execute("create or replace table ml.user_recommendations as select user_id, 1 as rank, "
+                    "7 as item_id, ?::DATE as as_of_date from range(1, 6) as r(user_id)", [D1])
+        con.execute("create or replace view ml.some_view as select * from ml.user_segments")
+    publish_audiences(D1, "run_d1", settings)
+    fixture.write_day(settings.warehouse_path, D2, erased={ERASED})
+    publish_audiences(D2, "run_d2", settings)
+    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+        for table in ("ml.user_segments", "ml.user_recommendations"):
+            users = {r[0] for r in con.execute(
+                f"select user_id from {table} where as_of_date = ?", [D1]).fetchall()}
+            assert users == {1, 3, 4, 5}, table  # D1's rows of the user erased on D2 are gone

@@ -355,3 +355,21 @@ def test_c_search_on_a_sample_above_cv_max_rows(sends, model, monkeypatch):
     assert first.metrics["auc"] > model.metrics["auc"] - 0.02
     # The C search ran on the sample; the CV metrics differ from the full search's.
     assert first.metrics["cv_log_loss"] != model.metrics["cv_log_loss"]
+
+
+def test_campaign_probabilities_equal_predict_proba(sends, model):
+    from marketing.scoring import campaign_probabilities, feature_frame
+
+    users = sends.drop(columns="user_id").rename(columns={"send_id": "user_id"}).head(500)
+    # known campaigns and channels, an unseen campaign (ignored by the one-hot) and channel
+    pairs = [(1, "email"), (2, "meta_ads"), (3, "email"), (99, "sms")]
+    got = campaign_probabilities(model.pipeline, users, model.categorical, pairs)
+    for (campaign_id, channel), probability in zip(pairs, got, strict=True):
+        x = feature_frame(users.assign(campaign_id=campaign_id, channel=channel),
+                          model.categorical)
+        want = model.pipeline.predict_proba(x)[:, 1]
+        np.testing.assert_allclose(probability, want, rtol=0, atol=1e-12)
+    assert not np.allclose(got[0], got[1])  # the campaign terms do change the scores
+    assert campaign_probabilities(model.pipeline, users.head(0), model.categorical, pairs[:1])[
+        0
+    ].shape == (0,)
