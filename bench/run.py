@@ -177,6 +177,7 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path) -> 
         "--quiet",
     ]
     result = dbtRunner().invoke(args)
+    _close_dbt_duckdb()
     if not result.success:
         raise BenchError(f"dbt build {' '.join(selectors)} failed for {as_of}: {result.exception}")
     nodes = []
@@ -187,6 +188,20 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path) -> 
             "seconds": round(float(node.execution_time), 3),
         })
     return nodes
+
+
+def _close_dbt_duckdb() -> None:
+    """Close the DuckDB instance dbt-duckdb keeps open for the rest of the process.
+
+    Its buffer pool (up to ``memory_limit``) would otherwise stay resident beside the later
+    stages; in the DAG every dbt task is its own process and releases it on exit.
+    """
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
 
 
 def refresh(

@@ -229,8 +229,8 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
             "where partition_date <= ? order by item_id",
             [as_of],
         )
-        train, test = _read_holdout(con, as_of, settings.evaluation_holdout_days)
     matrix = interaction_matrix(interactions)
+    del interactions  # the matrix holds it; a million users' rows are a few hundred MB
     neighbours = item_neighbours(
         matrix,
         k=settings.neighbours_k,
@@ -259,6 +259,15 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
     all_neighbours = pd.concat(
         [neighbours.assign(method="cf"), content.assign(method="content")], ignore_index=True
     )
+    # The picks are stored before the hold-out frames are read, so the two never share memory
+    # (re-running D replaces the whole partition, so a failure in between leaves nothing half).
+    with warehouse.connect(settings.warehouse_path) as con:
+        warehouse.replace_partition(con, "ml.item_neighbours", all_neighbours, as_of)
+        warehouse.replace_partition(con, "ml.user_recommendations", picks, as_of)
+    n_picks = int(len(picks))
+    del picks
+    with warehouse.connect(settings.warehouse_path) as con:
+        train, test = _read_holdout(con, as_of, settings.evaluation_holdout_days)
     evaluation = evaluate_holdout(
         train,
         test,
@@ -268,8 +277,6 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         similarity=settings.neighbours_similarity,
     )
     with warehouse.connect(settings.warehouse_path) as con:
-        warehouse.replace_partition(con, "ml.item_neighbours", all_neighbours, as_of)
-        warehouse.replace_partition(con, "ml.user_recommendations", picks, as_of)
         warehouse.replace_partition(
             con,
             "ml.model_runs",
@@ -281,7 +288,7 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
     return {
         "item_neighbours": int(len(neighbours)),
         "content_neighbours": int(len(content)),
-        "recommendations": int(len(picks)),
+        "recommendations": n_picks,
         f"item_cf_hr_at_{n}": _rounded(evaluation.metrics[f"item_cf_hr_at_{n}"]),
         f"popularity_hr_at_{n}": _rounded(evaluation.metrics[f"popularity_hr_at_{n}"]),
     }
