@@ -120,7 +120,8 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
             sample_size=settings.silhouette_sample_size,
             random_state=settings.random_state,
             algorithm=algorithm,
-            prefer_k=len(previous) if len(previous) else None,
+            # k from D's data alone (no prefer_k from the previous run): a backfilled date
+            # must equal a fresh run of it; ids and names still carry over by matching.
         )
         result = align_segment_ids(
             result, previous, max_distance=settings.segment_match_max_distance
