@@ -283,16 +283,10 @@ def generate_sample(scale: str, data_dir: Path, end_date: date) -> dict:
 def _user_item_matrix(settings, as_of: date):
     from marketing import warehouse
     from marketing.neighbours import interaction_matrix
+    from marketing.pipeline import read_interactions
 
-    # Not read_only: dbt's in-process connection is still open and DuckDB refuses a second
-    # connection to the file with a different configuration.
     with warehouse.connect(settings.warehouse_path) as con:
-        interactions = warehouse.read_frame(
-            con,
-            "select user_id, item_id, strength, has_purchased from marts.user_item_interactions "
-            "where as_of_date = ? order by user_id, item_id",
-            [as_of],
-        )
+        interactions = read_interactions(con, as_of)
     if interactions.empty:
         raise BenchError(f"marts.user_item_interactions has no rows for {as_of}")
     return interaction_matrix(interactions)

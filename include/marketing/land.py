@@ -383,11 +383,11 @@ def _land_table(
         f"select {columns}, _partition_date, _source_file "
         "from _checked where _rule is null order by _partition_date, _source_file, _row_number"
     )
-    # Duplicates and unknown ids parsed cleanly: their record is the typed values as text.
-    typed_record = ", ".join(f"'{c}': \"{c}\"::VARCHAR" for c in spec.all_columns)
+    # Duplicates and unknown ids parsed cleanly: their record is the typed values as text
+    # (the same expression, now over _checked's typed columns).
     con.execute(
         "insert into raw.rejected_rows select ?, _source_file, _row_number, _rule, "
-        f"coalesce(_record, to_json({{{typed_record}}})::VARCHAR), "
+        f"coalesce(_record, to_json({{{record}}})::VARCHAR), "
         "_partition_date from _checked where _rule is not null "
         "order by _partition_date, _source_file, _row_number",
         [table],

@@ -57,15 +57,9 @@ def fit_control_model(
     return make_pipeline(c, random_state, CATEGORICAL_FEATURES).fit(x, y)
 
 
-def uplift_scores(
-    treated: Pipeline, control: Pipeline, x: pd.DataFrame,
-    treated_probability: np.ndarray | None = None,
-) -> np.ndarray:
+def uplift_scores(treated: Pipeline, control: Pipeline, x: pd.DataFrame) -> np.ndarray:
     """Return ``treated.predict_proba(x) - control.predict_proba(x)`` (class 1), in [-1, 1].
 
-    ``x`` is a :func:`marketing.scoring.feature_frame` of the users to score;
-    ``treated_probability``, when the caller already has it, saves predicting it again.
+    ``x`` is a :func:`marketing.scoring.feature_frame` of the users to score.
     """
-    if treated_probability is None:
-        treated_probability = treated.predict_proba(x)[:, 1]
-    return (np.asarray(treated_probability) - control.predict_proba(x)[:, 1]).astype("float64")
+    return (treated.predict_proba(x)[:, 1] - control.predict_proba(x)[:, 1]).astype("float64")
