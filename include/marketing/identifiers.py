@@ -10,6 +10,7 @@ Parsing phones is delegated to ``phonenumbers`` (Google's libphonenumber), never
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import unicodedata
@@ -22,12 +23,16 @@ logger = logging.getLogger(__name__)
 
 PhoneStyle = Literal["e164", "digits"]
 PHONE_STYLES: tuple[str, ...] = ("e164", "digits")
+PHONE_CACHE_SIZE = 1 << 18
+"""Parsed numbers kept per process: every ad channel of a run reuses one parse per number."""
 
 
 def _is_missing(value: object) -> bool:
     """True for None, NaN, pd.NA and NaT (scalar missing markers pandas may hand us)."""
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return True
+    if isinstance(value, str):  # the common case, answered without pandas (3M calls a run)
+        return False
     try:
         return bool(pd.isna(value))
     except (TypeError, ValueError):  # list-likes are not scalars: not "missing"
@@ -89,14 +94,22 @@ def normalise_phone(phone: object, country: object, style: PhoneStyle = "e164") 
     if _is_missing(phone):
         return None
     region = None if _is_missing(country) else str(country).strip().upper() or None
+    e164 = _e164(str(phone).strip(), region)
+    if e164 is None:
+        return None
+    return e164 if style == "e164" else e164.lstrip("+")
+
+
+@functools.lru_cache(maxsize=PHONE_CACHE_SIZE)
+def _e164(phone: str, region: str | None) -> str | None:
+    """E.164 form of a possible number, else None (cached: parsing dominates publishing)."""
     try:
-        parsed = phonenumbers.parse(str(phone).strip(), region)
+        parsed = phonenumbers.parse(phone, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(parsed):
         return None
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    return e164 if style == "e164" else e164.lstrip("+")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def sha256_hex(value: str | None) -> str | None:

@@ -5,10 +5,16 @@ drivers, sizes and ``library_versions``: python, scikit-learn, numpy, pandas). A
 loaded under other library versions can predict silently wrong numbers, so
 :func:`load_model` reads the card first and refuses a mismatch with :class:`ModelVersionError`
 before unpickling anything. Only load folders this pipeline wrote: joblib files are pickles.
+
+A card may also carry a ``training_fingerprint`` (:func:`frame_fingerprint` of the training
+rows, the training parameters and the library versions): training is deterministic, so a
+later date whose fingerprint equals the newest earlier run's can load that fit instead of
+repeating it (:func:`same_training_before`) and get the very same model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -96,6 +102,34 @@ def load_model(folder: Path) -> tuple[object, dict]:
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}")
     return joblib.load(path), card
+
+
+def frame_fingerprint(frame: pd.DataFrame, **params: object) -> str:
+    """Hex SHA-256 of a frame's columns, dtypes and values, ``params`` and library versions.
+
+    Row order counts (callers read their training rows in a fixed order); the index does not.
+    Values are hashed per row with ``pandas.util.hash_pandas_object`` (64 bits a row).
+    """
+    digest = hashlib.sha256()
+    header = {
+        "columns": [str(c) for c in frame.columns],
+        "dtypes": [str(t) for t in frame.dtypes],
+        "rows": len(frame),
+        "params": params,
+        "library_versions": library_versions(),
+    }
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode("utf-8"))
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def same_training_before(model_dir: Path, as_of: date, fingerprint: str) -> Path | None:
+    """The newest run strictly before ``as_of`` (:func:`latest_run_before`) if its card
+    carries ``fingerprint``, else None."""
+    folder = latest_run_before(model_dir, as_of)
+    if folder is None or read_card(folder).get("training_fingerprint") != fingerprint:
+        return None
+    return folder
 
 
 def latest_run_before(model_dir: Path, as_of: date) -> Path | None:

@@ -30,6 +30,7 @@ from marketing.recommend import recommend
 from marketing.recommend_eval import evaluate_holdout
 from marketing.response_report import write_response_png
 from marketing.scoring import (
+    TRAINING_COLUMNS,
     ResponseModel,
     score_users,
     train_purchase_model,
@@ -271,6 +272,7 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         neighbours_k=settings.neighbours_k,
         min_support=settings.neighbours_min_support,
         similarity=settings.neighbours_similarity,
+        random_state=settings.random_state,
     )
     with warehouse.connect(settings.warehouse_path) as con:
         warehouse.replace_partition(
@@ -374,8 +376,9 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
         )
         # Churn/spend train on closed 90-day windows only; the purchase-in-30-days fallback
         # (no campaign history) needs every snapshot, so it reads them only when it runs.
+        fingerprint = _training_fingerprint(sends, settings) if len(sends) else None
         model, source = _response_model_for(
-            as_of, sends, lambda: _read_snapshots(con, closed_only=False), settings
+            as_of, sends, lambda: _read_snapshots(con, closed_only=False), settings, fingerprint
         )
         predictions = _user_predictions(
             con, as_of, _read_snapshots(con, closed_only=True), profiles, settings
@@ -395,8 +398,8 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
             metrics["has_uplift"] = float(model.control_pipeline is not None)
         _write_partition(con, "ml.model_runs", _metrics_frame("response", metrics), as_of,
                          {"model": "response"})
-    if model is not None and source == "trained":
-        _save_model(settings, as_of, model)
+    if model is not None and not source.startswith("last_good"):
+        _save_model(settings, as_of, model, fingerprint)
     auc = None if model is None else model.metrics.get("auc")
     return {
         "scored": int(len(scores)),
@@ -425,12 +428,38 @@ def _read_snapshots(con, closed_only: bool) -> pd.DataFrame:
     )
 
 
+def _training_fingerprint(sends: pd.DataFrame, settings: Settings) -> str:
+    """What the response model's fit depends on: the sends' training columns (not, e.g., the
+    ``as_of_date`` every run stamps on them) and the training settings."""
+    return model_registry.frame_fingerprint(
+        sends[[c for c in TRAINING_COLUMNS if c in sends.columns]],
+        random_state=settings.random_state,
+        min_positives=settings.response_min_positives,
+        min_negatives=settings.response_min_negatives,
+        uplift_min_positives=settings.uplift_min_positives,
+    )
+
+
 def _response_model_for(as_of: date, sends: pd.DataFrame,
                         load_snapshots: Callable[[], pd.DataFrame],
-                        settings: Settings) -> tuple[ResponseModel | None, str]:
-    """Train, else fall back (purchase propensity / last good model), else (None, "none")."""
+                        settings: Settings,
+                        fingerprint: str | None = None) -> tuple[ResponseModel | None, str]:
+    """Train, else fall back (purchase propensity / last good model), else (None, "none").
+
+    With ``fingerprint`` (:func:`_training_fingerprint` of ``sends``), a run before D trained
+    on the very same rows and settings is loaded instead of refitting: same data, same
+    deterministic fit (source ``same_training_data:<date>``). Most days close no campaign
+    window, so most days reuse the fit; a backfill or a fresh warehouse simply trains.
+    """
     minimums = {"min_positives": settings.response_min_positives,
                 "min_negatives": settings.response_min_negatives}
+    root = settings.models_dir / "response"
+    same = (None if fingerprint is None
+            else model_registry.same_training_before(root, as_of, fingerprint))
+    if same is not None:
+        model, _ = model_registry.load_model(same)  # other library versions: a clear error
+        logger.info("training sends unchanged since %s: reusing its fit", same.name)
+        return model, f"same_training_data:{same.name}"
     if len(sends):
         model = train_response_model(sends, random_state=settings.random_state,
                                      uplift_min_positives=settings.uplift_min_positives,
@@ -443,11 +472,11 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
                  if len(snapshots) else None)
     if model is not None:
         return model, "trained"
-    folder = model_registry.latest_run_before(settings.models_dir / "response", as_of)
+    folder = model_registry.latest_run_before(root, as_of)
     if folder is None:
         logger.warning(
             "skipping campaign scoring for %s: no eligible training data (see above) and no "
-            "earlier model under %s", as_of, settings.models_dir / "response",
+            "earlier model under %s", as_of, root,
         )
         return None, "none"
     model, _ = model_registry.load_model(folder)  # other library versions: a clear error
@@ -504,10 +533,15 @@ def _write_partition(con, table: str, frame: pd.DataFrame, as_of: date,
     return 0
 
 
-def _save_model(settings: Settings, as_of: date, model: ResponseModel) -> None:
-    """Persist the fitted model with its card (library versions) and draw the run's picture."""
+def _save_model(settings: Settings, as_of: date, model: ResponseModel,
+                fingerprint: str | None) -> None:
+    """Persist the fitted model with its card (library versions, training fingerprint) and
+    draw the run's picture."""
     day = as_of.isoformat()
-    model_registry.save_model(settings.models_dir / "response" / day, model, model.model_card())
+    card = model.model_card()
+    if fingerprint is not None:
+        card["training_fingerprint"] = fingerprint
+    model_registry.save_model(settings.models_dir / "response" / day, model, card)
     title = ("Campaign response" if model.kind == "campaign_response"
              else "Purchase in the next 30 days (no campaign history)")
     write_response_png(model, settings.reports_dir / day / "response.png", f"{title}, {day}")

@@ -33,10 +33,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -255,7 +256,16 @@ def _ad_table(eligible: pd.DataFrame, channel: str) -> pd.DataFrame:
 
 def _line(row: Sequence[str]) -> bytes:
     """One CSV data line exactly as the file holds it (no line ending)."""
-    return _csv_bytes([], [row]).split(b"\n", 1)[1].rstrip(b"\n")
+    return _lines([row])[0]
+
+
+def _lines(rows: Iterable[Sequence[str]]) -> list[bytes]:
+    """:func:`_line` of every row, through one CSV writer (it writes each row in one call)."""
+    written: list[str] = []
+    writer = csv.writer(SimpleNamespace(write=written.append), lineterminator="\n",
+                        quoting=csv.QUOTE_MINIMAL)
+    writer.writerows(rows)
+    return [text.rstrip("\n").encode("utf-8") for text in written]
 
 
 def line_hash(line: bytes) -> str:
@@ -290,8 +300,8 @@ def build_export(
         table = _ad_table(eligible, channel)
         records = list(table.itertuples(index=False, name=None))
         exported = sorted(
-            (int(u), line_hash(_line(row)))
-            for u, row in zip(eligible.loc[table.index, "user_id"], records, strict=True)
+            (int(u), line_hash(line))
+            for u, line in zip(eligible.loc[table.index, "user_id"], _lines(records), strict=True)
         )
         return sorted(set(records)), exported
     table = pd.DataFrame(

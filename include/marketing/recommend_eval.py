@@ -8,7 +8,9 @@ already seen would only reward recommending a user's own history. Accordingly, b
 recommend with ``exclude_interacted=True`` here.
 
 Evaluated users: users with training history (CF has nothing to say about others) and at
-least one relevant item. Models:
+least one relevant item; above :data:`EVAL_MAX_USERS` such users, a seeded random sample of
+that many (the metrics are means over users, so a 50,000-user sample estimates HR@10 within
+about +-0.003; catalogue coverage is then the sample's). Models:
 
 * ``item_cf`` - item neighbours fitted on the training matrix, :func:`marketing.recommend.recommend`;
 * ``popularity`` - the same function with no neighbours: globally most popular items in
@@ -36,6 +38,8 @@ from marketing.recommend import recommend
 logger = logging.getLogger(__name__)
 
 MODELS = ("item_cf", "popularity")
+EVAL_MAX_USERS = 50_000
+"""Evaluated users above which a seeded random sample of this many is evaluated."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Evaluation:
     ----------
     metrics : dict of str to float
         ``<model>_hr_at_<k>``, ``<model>_ndcg_at_<k>``, ``<model>_coverage`` for every model
-        in :data:`MODELS`, plus ``users_evaluated``, ``relevant_pairs`` and
+        in :data:`MODELS`, plus ``users_evaluated`` (of ``users_eligible``), ``relevant_pairs`` and
         ``hr_ratio`` (item-CF HR over popularity HR; NaN when popularity scores 0).
     recommendations : dict of str to pandas.DataFrame
         The top-k lists each model produced for the evaluated users.
@@ -134,6 +138,8 @@ def evaluate_holdout(
     neighbours_k: int = 20,
     min_support: int = 1,
     similarity: str = "cosine",
+    max_users: int = EVAL_MAX_USERS,
+    random_state: int = 7,
 ) -> Evaluation:
     """Fit item-CF on ``train``, score it and the popularity baseline on ``test``.
 
@@ -148,6 +154,10 @@ def evaluate_holdout(
         Recommendations per user and metric cut-off.
     neighbours_k, min_support, similarity
         Passed to :func:`marketing.neighbours.item_neighbours`.
+    max_users : int, default :data:`EVAL_MAX_USERS`
+        Evaluate a seeded random sample of this many users when there are more.
+    random_state : int, default 7
+        Seed of that sample.
 
     Returns
     -------
@@ -156,8 +166,14 @@ def evaluate_holdout(
     """
     relevant = relevant_items(train, test)
     users = np.unique(relevant["user_id"].to_numpy(dtype=np.int64))
+    eligible = len(users)
+    if eligible > max_users:
+        rng = np.random.default_rng(random_state)
+        users = np.sort(rng.choice(users, size=max_users, replace=False))
+        relevant = relevant[relevant["user_id"].isin(users)].reset_index(drop=True)
     metrics: dict[str, float] = {
         "users_evaluated": float(len(users)),
+        "users_eligible": float(eligible),
         "relevant_pairs": float(len(relevant)),
     }
     lists: dict[str, pd.DataFrame] = {}
@@ -172,7 +188,8 @@ def evaluate_holdout(
                                  similarity=similarity)
     no_neighbours = neighbours.iloc[0:0]
     for model, table in (("item_cf", neighbours), ("popularity", no_neighbours)):
-        picks = recommend(matrix, table, n=k, user_ids=users, exclude_interacted=True)
+        picks = recommend(matrix, table, n=k, user_ids=users, exclude_interacted=True,
+                          with_reasons=False)
         lists[model] = picks
         result = ranking_metrics(picks, relevant, k, len(matrix.item_ids))
         metrics[f"{model}_hr_at_{k}"] = result["hr"]

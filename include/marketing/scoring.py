@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     average_precision_score,
@@ -47,6 +46,8 @@ from sklearn.metrics import (
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from marketing.median_imputer import MedianImputer
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,10 @@ ECE_BINS = 10
 N_DECILES = 10
 MISSING_CATEGORY = "unknown"
 SEND_COLUMNS = ("send_id", "campaign_id", "user_id", "sent_at", "is_control", "has_responded")
+TRAINING_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys((*SEND_COLUMNS, *FEATURES, *CATEGORICAL_FEATURES))
+)
+"""Every column of the sends :func:`train_response_model` reads: its fit depends on no other."""
 
 _LOG1P_INDEX = np.array([MODEL_FEATURES.index(f) for f in LOG1P_FEATURES])
 
@@ -158,7 +163,7 @@ def make_pipeline(
     """
     numeric = Pipeline([
         ("features", FunctionTransformer(_model_matrix)),
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+        ("impute", MedianImputer()),
         ("log1p", FunctionTransformer(_log1p_counts)),
         ("scale", StandardScaler()),
     ])

@@ -8,6 +8,10 @@ T. The fitted models are then applied to D's ``user_profiles``.
   categorical) for "no order in the next 90 days".
 - ``predicted_spend_90d``: Poisson regression (log link, so predictions are never negative and
   zero-spend users are part of the fit) of the 90-day order total on the same inputs.
+
+Above :data:`TRAIN_MAX_ROWS` closed snapshot rows both fit on a seeded random sample of that
+many: two dozen coefficients need no million rows (at 1M users the fits took 7 s of the
+scoring step; the sample's coefficients differ in the third decimal).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ logger = logging.getLogger(__name__)
 CATEGORICAL = ("country",)
 SPEND_ALPHA = 1e-3
 """L2 penalty of the spend regression (features are standardised)."""
+TRAIN_MAX_ROWS = 250_000
+"""Closed snapshot rows above which a seeded random sample of this many trains both models."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +44,8 @@ class UserPredictionModels:
     churn : sklearn.pipeline.Pipeline
     spend : sklearn.pipeline.Pipeline
     metrics : dict of str to float
-        ``n_train``, ``churn_rate`` and ``mean_spend_90d`` of the training rows.
+        ``n_train``, ``churn_rate`` and ``mean_spend_90d`` of the training rows, and
+        ``n_closed`` (closed rows available; ``n_train`` is at most :data:`TRAIN_MAX_ROWS`).
     """
 
     churn: Pipeline
@@ -47,7 +54,8 @@ class UserPredictionModels:
 
 
 def train_user_prediction_models(
-    snapshots: pd.DataFrame, random_state: int = 7, min_per_class: int = 30
+    snapshots: pd.DataFrame, random_state: int = 7, min_per_class: int = 30,
+    max_rows: int = TRAIN_MAX_ROWS,
 ) -> UserPredictionModels | None:
     """Fit churn and spend on snapshots with a closed 90-day window.
 
@@ -58,6 +66,9 @@ def train_user_prediction_models(
     random_state : int, default 7
     min_per_class : int, default 30
         Least churned and least retained users needed.
+    max_rows : int, default :data:`TRAIN_MAX_ROWS`
+        Fit on a sample of this many closed rows (seeded by ``random_state``) when there
+        are more.
 
     Returns
     -------
@@ -72,6 +83,10 @@ def train_user_prediction_models(
     if "snapshot_date" in rows.columns:
         rows = rows.sort_values(["snapshot_date", "user_id"], kind="stable")
     rows = rows.reset_index(drop=True)
+    n_closed = len(rows)
+    if n_closed > max_rows:
+        sample = np.random.default_rng(random_state).choice(n_closed, max_rows, replace=False)
+        rows = rows.iloc[np.sort(sample)].reset_index(drop=True)
     churned = rows["churned_next_90d"].astype(bool).to_numpy().astype("int64")
     n_churned = int(churned.sum())
     if n_churned < min_per_class or len(churned) - n_churned < min_per_class:
@@ -90,6 +105,7 @@ def train_user_prediction_models(
     spend.fit(x, spend_target)
     metrics = {
         "n_train": float(len(rows)),
+        "n_closed": float(n_closed),
         "churn_rate": float(churned.mean()),
         "mean_spend_90d": float(spend_target.mean()),
     }

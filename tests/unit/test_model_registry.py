@@ -6,15 +6,18 @@ import json
 from datetime import date
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from marketing import model_registry
 from marketing.model_registry import (
     ModelVersionError,
+    frame_fingerprint,
     latest_run_before,
     library_versions,
     load_model,
+    same_training_before,
     save_model,
 )
 
@@ -77,3 +80,32 @@ def test_latest_run_before_is_strictly_earlier(tmp_path, fitted):
     assert latest_run_before(root, date(2026, 9, 21)).name == "2026-09-20"
     assert latest_run_before(root, date(2026, 9, 20)).name == "2026-09-01"
     assert latest_run_before(root, date(2026, 9, 1)) is None
+
+
+def test_frame_fingerprint_follows_values_order_columns_and_params():
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None]})
+    same = frame_fingerprint(frame.copy(), seed=7)
+    assert frame_fingerprint(frame.set_axis([5, 6, 7]), seed=7) == same  # index ignored
+    changed = frame.copy()
+    changed.loc[2, "a"] = 4
+    others = [
+        frame_fingerprint(changed, seed=7),
+        frame_fingerprint(frame.iloc[::-1], seed=7),
+        frame_fingerprint(frame.rename(columns={"b": "c"}), seed=7),
+        frame_fingerprint(frame.astype({"a": "float64"}), seed=7),
+        frame_fingerprint(frame, seed=8),
+        frame_fingerprint(frame.iloc[:2], seed=7),
+    ]
+    assert len({same, *others}) == len(others) + 1
+
+
+def test_same_training_before_needs_the_newest_earlier_run_to_match(tmp_path, fitted):
+    root = tmp_path / "response"
+    save_model(root / "2026-09-28", fitted, {"training_fingerprint": "a"})
+    save_model(root / "2026-09-29", fitted, {"training_fingerprint": "b"})
+    save_model(root / "2026-09-30", fitted, {"training_fingerprint": "c"})
+    assert same_training_before(root, date(2026, 9, 30), "b") == root / "2026-09-29"
+    assert same_training_before(root, date(2026, 9, 30), "a") is None  # not the newest
+    assert same_training_before(root, date(2026, 9, 29), "b") is None  # not strictly earlier
+    save_model(root / "2026-09-27", fitted, {})
+    assert same_training_before(root, date(2026, 9, 28), "x") is None  # no fingerprint

@@ -253,3 +253,15 @@ def test_rejects_bad_arguments(tmp_path, members):
         publish_audience("a", "email", members.drop(columns=["is_erased"]), DAY, "r", tmp_path)
     with pytest.raises(ValueError, match="as_of_date"):
         publish_audience("a", "email", members, "yesterday", "r", tmp_path)
+
+
+def test_data_lines_are_the_files_lines_even_with_quotes_and_newlines():
+    from marketing.publish import _csv_bytes, _lines
+
+    rows = [("a", "b,c"), ('say "hi"', ""), ("two\nlines", "x"), ("é", " lead")]
+    file_lines = _csv_bytes(["h1", "h2"], rows).decode("utf-8")
+    assert _lines(rows) == [
+        line.encode("utf-8") for line in
+        ['a,"b,c"', '"say ""hi""",', '"two\nlines",x', "é, lead"]
+    ]
+    assert file_lines == "h1,h2\n" + "\n".join(line.decode() for line in _lines(rows)) + "\n"

@@ -250,6 +250,20 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
             got["reason_item_id"].fillna(-1).to_numpy(dtype=np.int64),
             expected["reason"].to_numpy(dtype=np.int64),
         )
+        unexplained = recommend(
+            matrix,
+            neighbours,
+            n=n,
+            exclude_purchased=exclude_purchased,
+            user_ids=user_ids,
+            exclude_interacted=exclude_interacted,
+            max_block_products=max_block_products,
+            with_reasons=False,
+        )
+        assert unexplained["reason_item_id"].isna().all()
+        pd.testing.assert_frame_equal(
+            unexplained.drop(columns="reason_item_id"), got.drop(columns="reason_item_id")
+        )
 
 
 def test_default_users_are_all_matrix_users_and_runs_are_identical(matrix):

@@ -70,6 +70,25 @@ def test_evaluate_holdout_cf_finds_the_co_bought_item_popularity_does_not():
     assert result.recommendations["popularity"]["item_id"].tolist() == [9]
 
 
+def test_above_max_users_a_seeded_sample_is_evaluated():
+    rng = np.random.default_rng(3)
+    train = pd.DataFrame({"user_id": np.repeat(np.arange(200), 3),
+                          "item_id": rng.integers(0, 30, 600)}).drop_duplicates()
+    train = train.assign(strength=1.0, has_purchased=False)
+    test = pd.DataFrame({"user_id": np.arange(200), "item_id": rng.integers(30, 40, 200)})
+    everyone = evaluate_holdout(train, test, k=3)
+    assert everyone.metrics["users_evaluated"] == everyone.metrics["users_eligible"] == 200
+    sampled = evaluate_holdout(train, test, k=3, max_users=50)
+    assert sampled.metrics["users_evaluated"] == 50 and sampled.metrics["users_eligible"] == 200
+    assert sampled.metrics["relevant_pairs"] == 50
+    picked = sampled.recommendations["item_cf"]["user_id"].unique()
+    assert len(picked) == 50 and set(picked) < set(range(200))
+    again = evaluate_holdout(train, test, k=3, max_users=50)
+    pd.testing.assert_series_equal(pd.Series(again.metrics), pd.Series(sampled.metrics))
+    other = evaluate_holdout(train, test, k=3, max_users=50, random_state=8)
+    assert set(other.recommendations["item_cf"]["user_id"]) != set(picked)
+
+
 def test_ranking_metrics_rejects_bad_arguments():
     empty = pd.DataFrame({"user_id": [], "rank": [], "item_id": []})
     with pytest.raises(ValueError, match="k must be"):

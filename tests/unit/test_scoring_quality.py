@@ -221,6 +221,41 @@ def test_too_few_sends_keeps_last_good_model_else_skips(shop, scored, caplog):
     assert png.read_bytes() == first_png
 
 
+def test_unchanged_training_sends_reuse_the_earlier_fit(shop, scored, caplog):
+    """A later date with the same closed sends loads the earlier fit: same scores, no refit."""
+    settings, end = shop
+    root = settings.models_dir / "response"
+    card = json.loads((root / end.isoformat() / "model_card.json").read_text())
+    assert len(card["training_fingerprint"]) == 64
+    query = ("select * exclude (as_of_date) from ml.{} where as_of_date = ? order by all")
+    before = {t: _read(settings, query.format(t), [end]) for t in ("campaign_scores", "model_runs")}
+    # the fingerprint covers what training reads, not the run date stamped on every row
+    sends = _read(settings, "select * from marts.fct_campaign_sends order by sent_at, send_id")
+    fingerprint = pipeline._training_fingerprint(sends, settings)
+    assert card["training_fingerprint"] == fingerprint
+    assert pipeline._training_fingerprint(
+        sends.assign(as_of_date=end + timedelta(days=1)), settings) == fingerprint
+    for column in ("has_responded", "recency_days", "country"):
+        changed = sends.copy()
+        changed.loc[0, column] = None if column != "has_responded" else not changed.loc[0, column]
+        assert pipeline._training_fingerprint(changed, settings) != fingerprint, column
+    earlier = root / (end - timedelta(days=1)).isoformat()
+    shutil.copytree(root / end.isoformat(), earlier)
+    try:
+        with caplog.at_level(logging.INFO, logger="marketing.pipeline"):
+            result = pipeline.score_campaigns(end, settings)
+        assert result == {**scored, "model_source": f"same_training_data:{earlier.name}"}
+        assert "reusing its fit" in caplog.text
+        for table, frame in before.items():
+            pd.testing.assert_frame_equal(_read(settings, query.format(table), [end]), frame)
+        # any other training rows or settings: the earlier fit is not the same, so train
+        changed = dataclasses.replace(settings, random_state=settings.random_state + 1)
+        assert pipeline.score_campaigns(end, changed)["model_source"] == "trained"
+    finally:
+        shutil.rmtree(earlier)
+        assert pipeline.score_campaigns(end, settings) == scored
+
+
 def test_skipped_first_run_creates_typed_tables(tmp_path):
     """Scoring skipped on a fresh warehouse: empty but typed tables a later run can fill."""
     warehouse_path = tmp_path / "warehouse.duckdb"

@@ -49,6 +49,21 @@ def test_churn_and_spend_recover_the_truth():
     assert out["predicted_spend_90d"].mean() == pytest.approx(truth["true_spend"].mean(), rel=0.15)
 
 
+def test_above_max_rows_a_seeded_sample_trains_and_still_recovers_the_truth():
+    snapshots = make_snapshots().drop(columns=["true_churn", "true_spend"])
+    models = train_user_prediction_models(snapshots, max_rows=2000)
+    assert models.metrics["n_train"] == 2000 and models.metrics["n_closed"] == 4000
+    again = train_user_prediction_models(snapshots, max_rows=2000)
+    profiles = make_snapshots(seed=12).head(3000)
+    out = predict_users(models, profiles.drop(columns=["churned_next_90d"]))
+    pd.testing.assert_frame_equal(out, predict_users(again, profiles))  # seeded
+    other = predict_users(train_user_prediction_models(snapshots, random_state=8, max_rows=2000),
+                          profiles)
+    assert not np.allclose(out["churn_probability"], other["churn_probability"])
+    truth = profiles.set_index("user_id").loc[out["user_id"]]
+    assert np.corrcoef(out["churn_probability"], truth["true_churn"])[0, 1] > 0.9
+
+
 def test_too_few_closed_windows_gives_none(caplog):
     snapshots = make_snapshots(200).drop(columns=["true_churn", "true_spend"])
     snapshots["churned_next_90d"] = pd.array([False] * len(snapshots), dtype="boolean")

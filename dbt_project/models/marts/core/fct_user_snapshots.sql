@@ -3,7 +3,8 @@
     (purchase in the next 30 days) and for ml.user_predictions (churn, 90-day spend):
     one row per user and snapshot date T in {D - 30, D - 60, D - 90}, with the user_profiles
     features as of the end of T (macro point_in_time_features) and labels from the user's
-    orders after T: [T + 1 day, T + 1 day + N days), all of which lies on or before D.
+    orders after T: [T + 1 day, T + 1 day + N days), all of which lies on or before D
+    (cancellations are no orders; their totals net out of the spend).
 -#}
 {%- set share_categories = get_share_categories() %}
 {%- set snapshot_days_back = [30, 60, 90] %}
@@ -59,7 +60,8 @@ orders_after as (
     -- orders in the 90 days after T, each tagged with its day offset
     select
         spine.spine_key,
-        orders.order_total,
+        orders.net_order_total,
+        orders.is_cancelled,
         orders.ordered_at < {{ dbt.dateadd('day', 30, 'spine.reference_at') }} as is_within_30d
     from spine
     inner join orders
@@ -72,11 +74,14 @@ orders_after as (
 
 labels as (
 
+    -- a cancellation is no purchase, and its total counts against the spend (as in the
+    -- features); returns of orders placed before T cannot make the spend negative
     select
         spine_key,
-        sum(case when is_within_30d then 1 else 0 end) as count_orders_next_30d,
-        count(*) as count_orders_next_90d,
-        sum(order_total) as spend_next_90d
+        sum(case when is_within_30d and not is_cancelled then 1 else 0 end)
+            as count_orders_next_30d,
+        sum(case when is_cancelled then 0 else 1 end) as count_orders_next_90d,
+        greatest(sum(net_order_total), 0) as spend_next_90d
     from orders_after
     group by spine_key
 

@@ -48,7 +48,8 @@ spend_trailing_year as (
 
     select
         user_id,
-        sum(order_total) as spend_12m
+        -- net of cancellations/returns, never below 0 (a return of an older order)
+        greatest(sum(net_order_total), 0) as spend_12m
     from orders
     where ordered_at >= {{ dbt.dateadd('day', -365, as_of_cutoff_sql()) }}
         and ordered_at < {{ as_of_cutoff_sql() }}
