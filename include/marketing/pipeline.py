@@ -448,8 +448,9 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
 
     With ``fingerprint`` (:func:`_training_fingerprint` of ``sends``), a run before D trained
     on the very same rows and settings is loaded instead of refitting: same data, same
-    deterministic fit (source ``same_training_data:<date>``). Most days close no campaign
-    window, so most days reuse the fit; a backfill or a fresh warehouse simply trains.
+    deterministic fit (source ``same_training_data:<date>``). A day that closes no campaign
+    window and erases no user with sends reuses the fit; a backfill or a fresh warehouse
+    simply trains. The fingerprint covers the library versions, so a reused fit always loads.
     """
     minimums = {"min_positives": settings.response_min_positives,
                 "min_negatives": settings.response_min_negatives}
@@ -457,7 +458,7 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
     same = (None if fingerprint is None
             else model_registry.same_training_before(root, as_of, fingerprint))
     if same is not None:
-        model, _ = model_registry.load_model(same)  # other library versions: a clear error
+        model, _ = model_registry.load_model(same)
         logger.info("training sends unchanged since %s: reusing its fit", same.name)
         return model, f"same_training_data:{same.name}"
     if len(sends):

@@ -234,15 +234,10 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
     user_ids = [*matrix.user_ids.tolist(), 1000, 1001, 3]
     expected = _brute_force(matrix, neighbours, n, exclude_purchased, exclude_interacted, user_ids)
     for max_block_products in (1, 10**8):
-        got = recommend(
-            matrix,
-            neighbours,
-            n=n,
-            exclude_purchased=exclude_purchased,
-            user_ids=user_ids,
-            exclude_interacted=exclude_interacted,
-            max_block_products=max_block_products,
-        )
+        options = {"n": n, "exclude_purchased": exclude_purchased, "user_ids": user_ids,
+                   "exclude_interacted": exclude_interacted,
+                   "max_block_products": max_block_products}
+        got = recommend(matrix, neighbours, **options)
         key = ["user_id", "rank", "item_id"]
         np.testing.assert_array_equal(got[key].to_numpy(), expected[key].to_numpy(dtype=np.int64))
         np.testing.assert_allclose(got["score"], expected["score"].astype(float), rtol=1e-6)
@@ -250,16 +245,7 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
             got["reason_item_id"].fillna(-1).to_numpy(dtype=np.int64),
             expected["reason"].to_numpy(dtype=np.int64),
         )
-        unexplained = recommend(
-            matrix,
-            neighbours,
-            n=n,
-            exclude_purchased=exclude_purchased,
-            user_ids=user_ids,
-            exclude_interacted=exclude_interacted,
-            max_block_products=max_block_products,
-            with_reasons=False,
-        )
+        unexplained = recommend(matrix, neighbours, **options, with_reasons=False)
         assert unexplained["reason_item_id"].isna().all()
         pd.testing.assert_frame_equal(
             unexplained.drop(columns="reason_item_id"), got.drop(columns="reason_item_id")
