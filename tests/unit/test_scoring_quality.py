@@ -32,6 +32,8 @@ from marketing.scoring import (
     train_response_model,
 )
 from marketing.settings import Settings
+from marketing.steps import scores as scores_step
+from marketing.steps.common import metrics_frame, write_partition
 from marketing.warehouse import CONNECTION_CONFIG
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -183,7 +185,7 @@ def test_purchase_fallback_without_campaign_history(shop):
         snapshots.loc[latest, "purchased_next_30d"].mean())
     assert 0 <= model.metrics["auc"] <= 1 and model.categorical == ("country",)
     sends = _read(settings, "select * from marts.fct_campaign_sends limit 0")
-    chosen, source = pipeline._response_model_for(end, sends, lambda: snapshots, settings)
+    chosen, source = scores_step._response_model_for(end, sends, lambda: snapshots, settings)
     assert source == "trained" and chosen.kind == "purchase_30d"
 
 
@@ -231,18 +233,18 @@ def test_unchanged_training_sends_reuse_the_earlier_fit(shop, scored, caplog):
     before = {t: _read(settings, query.format(t), [end]) for t in ("campaign_scores", "model_runs")}
     # the fingerprint covers what training reads, not the run date stamped on every row
     sends = _read(settings, "select * from marts.fct_campaign_sends order by sent_at, send_id")
-    fingerprint = pipeline._training_fingerprint(sends, settings)
+    fingerprint = scores_step._training_fingerprint(sends, settings)
     assert card["training_fingerprint"] == fingerprint
-    assert pipeline._training_fingerprint(
+    assert scores_step._training_fingerprint(
         sends.assign(as_of_date=end + timedelta(days=1)), settings) == fingerprint
     for column in ("has_responded", "recency_days", "country"):
         changed = sends.copy()
         changed.loc[0, column] = None if column != "has_responded" else not changed.loc[0, column]
-        assert pipeline._training_fingerprint(changed, settings) != fingerprint, column
+        assert scores_step._training_fingerprint(changed, settings) != fingerprint, column
     earlier = root / (end - timedelta(days=1)).isoformat()
     shutil.copytree(root / end.isoformat(), earlier)
     try:
-        with caplog.at_level(logging.INFO, logger="marketing.pipeline"):
+        with caplog.at_level(logging.INFO, logger="marketing.steps.scores"):
             result = pipeline.score_campaigns(end, settings)
         assert result == {**scored, "model_source": f"same_training_data:{earlier.name}"}
         assert "reusing its fit" in caplog.text
@@ -261,17 +263,17 @@ def test_skipped_first_run_creates_typed_tables(tmp_path):
     warehouse_path = tmp_path / "warehouse.duckdb"
     with duckdb.connect(str(warehouse_path), config=dict(CONNECTION_CONFIG)) as con:
         for table, frame, keys in (
-            ("ml.campaign_scores", pipeline.score_users_empty(), None),
-            ("ml.user_predictions", pipeline.predict_users_empty(), None),
-            ("ml.model_runs", pipeline._metrics_frame("response", {}), {"model": "response"}),
+            ("ml.campaign_scores", scores_step.score_users_empty(), None),
+            ("ml.user_predictions", scores_step.predict_users_empty(), None),
+            ("ml.model_runs", metrics_frame("response", {}), {"model": "response"}),
         ):
-            assert pipeline._write_partition(con, table, frame, date(2026, 9, 1), keys) == 0
+            assert write_partition(con, table, frame, date(2026, 9, 1), keys) == 0
             types = dict(con.execute(f"describe {table}").fetchall()[i][:2]
                          for i in range(len(frame.columns) + 1))
             assert types["as_of_date"] == "DATE"
         assert types == {"metric": "VARCHAR", "value": "DOUBLE", "model": "VARCHAR",
                          "as_of_date": "DATE"}
-        pipeline._write_partition(con, "ml.model_runs", pipeline._metrics_frame(
+        write_partition(con, "ml.model_runs", metrics_frame(
             "response", {"auc": 0.75}), date(2026, 9, 2), {"model": "response"})
         assert con.execute("select metric, value, model, as_of_date from ml.model_runs"
                            ).fetchall() == [("auc", 0.75, "response", date(2026, 9, 2))]

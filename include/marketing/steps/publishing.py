@@ -1,0 +1,220 @@
+"""Steps ``audience_definitions``, ``publish`` and ``snapshot``: audiences out, analysts' copy."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from marketing import warehouse
+from marketing.audience_config import definitions_frame, load_audiences
+from marketing.publish import publish_audience
+from marketing.settings import Settings
+from marketing.snapshot import publish_analytics_copy
+from marketing.steps.common import as_date
+
+logger = logging.getLogger(__name__)
+
+
+def load_audience_definitions(as_of_date: date | str, settings: Settings | None = None) -> dict:
+    """Validate ``include/audiences.yml`` and write it to ``ml.audience_definitions`` for dbt."""
+    settings = settings or Settings.from_env()
+    as_of = as_date(as_of_date)
+    audiences = load_audiences(settings.audiences_path)
+    frame = definitions_frame(audiences, as_of).drop(columns=["as_of_date"], errors="ignore")
+    with warehouse.connect(settings.warehouse_path) as con:
+        warehouse.replace_partition(con, "ml.audience_definitions", frame, as_of)
+    return {"audiences": len(audiences)}
+
+# Export payload: members joined with contact details, segment, top-3 picks and score. This is
+# I/O (reading what the publisher writes out), so it lives here rather than in a dbt model: a
+# mart with plain contact details would end up in the analysts' copy. dim_users is as of D, so
+# a user erased on or before D reads is_erased and is dropped by the publisher.
+_MEMBERS_SQL = """
+with members as (
+    select * from marts.audience_members where as_of_date = ?
+),
+definitions as (
+    select distinct audience_name, campaign_id from ml.audience_definitions where as_of_date = ?
+),
+top_items as (
+    select
+        r.user_id,
+        max(case when r.rank = 1 then i.name end) as recommended_item_1,
+        max(case when r.rank = 2 then i.name end) as recommended_item_2,
+        max(case when r.rank = 3 then i.name end) as recommended_item_3
+    from ml.user_recommendations as r
+    join staging.stg_shop__items as i on i.item_id = r.item_id
+    where r.as_of_date = ? and r.rank <= 3
+    group by r.user_id
+)
+select
+    m.audience_name,
+    m.channel,
+    m.user_id,
+    coalesce(m.is_holdout, false) as is_holdout,
+    u.email,
+    u.phone,
+    u.first_name,
+    u.last_name,
+    u.country,
+    u.city,
+    u.postal_code,
+    u.is_email_opt_in,
+    u.is_ads_opt_in,
+    u.is_email_suppressed,
+    u.is_erased,
+    s.segment_name,
+    t.recommended_item_1,
+    t.recommended_item_2,
+    t.recommended_item_3,
+    c.response_probability
+from members as m
+join marts.dim_users as u on u.user_id = m.user_id
+left join ml.user_segments as s on s.user_id = m.user_id and s.as_of_date = m.as_of_date
+left join top_items as t on t.user_id = m.user_id
+left join definitions as d on d.audience_name = m.audience_name
+left join ml.campaign_scores as c
+    on c.user_id = m.user_id and c.campaign_id = d.campaign_id and c.as_of_date = m.as_of_date
+order by m.audience_name, m.channel, m.user_id
+"""
+
+
+def publish_audiences(
+    as_of_date: date | str, run_id: str, settings: Settings | None = None
+) -> dict:
+    """Write every audience x channel file under ``outbox/`` and record it in ``ml.publish_log``.
+
+    The audiences file is validated first: a bad definition raises ``AudienceConfigError``
+    before anything is written. Holdout members are never exported; ad audiences under their
+    ``min_size`` are recorded as not published; e-mail audiences with ``frequency_cap_days``
+    skip users e-mailed (``ml.published_members``) within that many days before D. Users
+    erased by D are dropped from the export and from ``ml.published_members`` of every date.
+    """
+    settings = settings or Settings.from_env()
+    as_of = as_date(as_of_date)
+    audiences = load_audiences(settings.audiences_path)
+    with warehouse.connect(settings.warehouse_path) as con:
+        members = warehouse.read_frame(con, _MEMBERS_SQL, [as_of, as_of, as_of])
+        history = _email_history(con, as_of)
+        erased_lines = _erased_lines(con)
+        results = []
+        for audience in audiences:
+            for channel in audience.channels:
+                subset = members[
+                    (members["audience_name"] == audience.name) & (members["channel"] == channel)
+                ]
+                if channel == "email" and audience.frequency_cap_days:
+                    capped = _recently_emailed(history, as_of, audience.frequency_cap_days)
+                    subset = subset[~subset["user_id"].isin(capped)]
+                results.append(
+                    publish_audience(
+                        audience.name,
+                        channel,
+                        subset,
+                        as_of,
+                        run_id,
+                        settings.outbox_dir,
+                        min_size=audience.min_size,
+                        max_size=audience.max_size,
+                        withhold_lines=erased_lines,
+                    )
+                )
+        log = pd.DataFrame(
+            [
+                {
+                    "run_id": run_id,
+                    "channel": r.channel,
+                    "audience_name": r.audience_name,
+                    "path": str(Path(r.path).relative_to(settings.data_dir)),
+                    "rows": r.rows,
+                    "sha256": r.sha256,
+                    "status": r.status,
+                    "adds": r.adds,
+                    "removes": r.removes,
+                    "holdout": r.holdout,
+                    "reason": r.reason or "",
+                }
+                for r in results
+            ]
+        )
+        exported = pd.DataFrame(
+            [
+                {"channel": r.channel, "audience_name": r.audience_name, "user_id": user_id,
+                 "row_sha256": row_hash}
+                for r in results
+                for user_id, row_hash in zip(r.user_ids, r.row_hashes, strict=True)
+            ],
+            columns=["channel", "audience_name", "user_id", "row_sha256"],
+        ).astype({"channel": "string", "audience_name": "string", "user_id": "int64",
+                  "row_sha256": "string"})
+        warehouse.replace_partition(con, "ml.published_members", exported, as_of)
+        _forget_erased(con)
+        warehouse.replace_partition(con, "ml.publish_log", log, as_of)
+    return {f"{r.channel}/{r.audience_name}": r.rows for r in results}
+
+
+def _email_history(con, as_of: date) -> pd.DataFrame:
+    """(as_of_date, user_id) of every e-mail export before D (empty before the first publish)."""
+    if not warehouse.table_exists(con, "ml.published_members"):
+        return pd.DataFrame({"as_of_date": [], "user_id": []})
+    return warehouse.read_frame(
+        con,
+        "select distinct as_of_date, user_id from ml.published_members "
+        "where channel = 'email' and as_of_date < ?",
+        [as_of],
+    )
+
+
+def _recently_emailed(history: pd.DataFrame, as_of: date, cap_days: int) -> set[int]:
+    """Users e-mailed less than ``cap_days`` days before D: at most one e-mail per cap window."""
+    if history.empty:
+        return set()
+    age = (pd.Timestamp(as_of) - pd.to_datetime(history["as_of_date"])).dt.days
+    return set(history.loc[(age < cap_days).to_numpy(), "user_id"].astype(int))
+
+
+def _erased_lines(con) -> set[str]:
+    """Line hashes of earlier exports of users erased by now (kept out of removes files)."""
+    if not warehouse.table_exists(con, "ml.published_members"):
+        return set()
+    columns = {row[0] for row in con.execute("describe ml.published_members").fetchall()}
+    if "row_sha256" not in columns:  # history written before line hashes were recorded
+        return set()
+    return {
+        row[0]
+        for row in con.execute(
+            "select distinct p.row_sha256 from ml.published_members as p "
+            "join marts.dim_users as u on u.user_id = p.user_id where u.is_erased"
+        ).fetchall()
+        if row[0] is not None
+    }
+
+
+def _forget_erased(con) -> None:
+    """Erasure is permanent: drop users erased by D from every ``ml`` table, all dates.
+
+    Runs of D only hold users not erased by D (``marts.user_profiles`` leaves them out), but
+    partitions written by earlier runs still name users erased since; those rows go here
+    (segments, recommendations, scores, predictions, publish history). dbt purges its own marts.
+    """
+    tables = con.execute(
+        "select c.table_schema || '.' || c.table_name from information_schema.columns as c "
+        "join information_schema.tables as t using (table_catalog, table_schema, table_name) "
+        "where c.table_schema = 'ml' and c.column_name = 'user_id' "
+        "and t.table_type = 'BASE TABLE' order by 1"
+    ).fetchall()
+    for (table,) in tables:
+        con.execute(
+            f"delete from {table} where user_id in "
+            "(select user_id from marts.dim_users where is_erased)"
+        )
+
+
+def publish_snapshot(settings: Settings | None = None) -> dict:
+    """Republish the analysts' read-only copy (``data/analytics.duckdb``) atomically."""
+    settings = settings or Settings.from_env()
+    tables = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
+    return {"path": str(settings.analytics_path), "tables": len(tables)}

@@ -1,0 +1,201 @@
+"""Step ``scores``: campaign response scores (with uplift), churn and 90-day spend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import date
+
+import pandas as pd
+
+from marketing import model_registry, warehouse
+from marketing.response_report import write_response_png
+from marketing.scoring import (
+    TRAINING_COLUMNS,
+    ResponseModel,
+    score_users,
+    train_purchase_model,
+    train_response_model,
+)
+from marketing.settings import Settings
+from marketing.steps.common import as_date, metrics_frame, write_partition
+from marketing.user_predictions import predict_users, train_user_prediction_models
+
+logger = logging.getLogger(__name__)
+
+
+def score_campaigns(as_of_date: date | str, settings: Settings | None = None) -> dict:
+    """Score every user for every campaign started by D; predict churn and 90-day spend.
+
+    The response model trains on sends closed by D (``marts.fct_campaign_sends``). With too
+    few responders/non-responders it keeps the newest earlier model (``data/models/response/``,
+    strictly before D, refused under other library versions); with no campaign history at all
+    it falls back to a purchase-in-the-next-30-days propensity (``marts.fct_user_snapshots``);
+    with none of these it skips scoring and says why. Writes ``ml.campaign_scores``,
+    ``ml.user_predictions``, ``ml.model_runs`` (models ``response``, ``user_predictions``), the
+    model and card under ``models/response/<D>/`` and ``reports/<D>/response.png``.
+    """
+    settings = settings or Settings.from_env()
+    as_of = as_date(as_of_date)
+    with warehouse.connect(settings.warehouse_path) as con:
+        sends = warehouse.read_frame(
+            con, "select * from marts.fct_campaign_sends order by sent_at, send_id"
+        )
+        profiles = warehouse.read_frame(
+            con, "select * from marts.user_profiles where as_of_date = ? order by user_id", [as_of]
+        )
+        campaigns = warehouse.read_frame(
+            con,
+            "select campaign_id, channel from staging.stg_shop__campaigns "
+            "where starts_at < ?::DATE + interval 1 day order by campaign_id",
+            [as_of],
+        )
+        # Churn/spend train on closed 90-day windows only; the purchase-in-30-days fallback
+        # (no campaign history) needs every snapshot, so it reads them only when it runs.
+        fingerprint = _training_fingerprint(sends, settings) if len(sends) else None
+        model, source = _response_model_for(
+            as_of, sends, lambda: _read_snapshots(con, closed_only=False), settings, fingerprint
+        )
+        predictions = _user_predictions(
+            con, as_of, _read_snapshots(con, closed_only=True), profiles, settings
+        )
+        if model is None:
+            scores = score_users_empty()
+        else:
+            scores = score_users(model, profiles, campaigns)
+        write_partition(con, "ml.campaign_scores", scores, as_of)
+        metrics = {} if model is None else dict(model.metrics)
+        if model is not None:
+            for row in model.campaign_metrics.itertuples(index=False):
+                metrics[f"auc_campaign_{row.campaign_id}"] = row.auc
+                metrics[f"n_sends_campaign_{row.campaign_id}"] = row.n_sends
+            metrics["is_purchase_fallback"] = float(model.kind == "purchase_30d")
+            metrics["is_last_good_model"] = float(source.startswith("last_good"))
+            metrics["has_uplift"] = float(model.control_pipeline is not None)
+        write_partition(con, "ml.model_runs", metrics_frame("response", metrics), as_of,
+                         {"model": "response"})
+    if model is not None and not source.startswith("last_good"):
+        _save_model(settings, as_of, model, fingerprint)
+    auc = None if model is None else model.metrics.get("auc")
+    return {
+        "scored": int(len(scores)),
+        "model_source": source,
+        "auc": None if auc is None or auc != auc else round(float(auc), 4),
+        "user_predictions": predictions,
+    }
+
+
+def score_users_empty() -> pd.DataFrame:
+    """An empty ``ml.campaign_scores`` frame (scoring skipped)."""
+    return pd.DataFrame({
+        "user_id": pd.Series(dtype="int64"), "campaign_id": pd.Series(dtype="int64"),
+        "response_probability": pd.Series(dtype="float64"), "decile": pd.Series(dtype="int64"),
+        "uplift": pd.Series(dtype="float64"),
+    })
+
+
+def _read_snapshots(con, closed_only: bool) -> pd.DataFrame:
+    """``marts.fct_user_snapshots`` (only rows with a closed 90-day window if ``closed_only``)."""
+    if not warehouse.table_exists(con, "marts.fct_user_snapshots"):
+        return pd.DataFrame()
+    where = "where churned_next_90d is not null " if closed_only else ""
+    return warehouse.read_frame(
+        con, f"select * from marts.fct_user_snapshots {where}order by snapshot_date, user_id"
+    )
+
+
+def _training_fingerprint(sends: pd.DataFrame, settings: Settings) -> str:
+    """What the response model's fit depends on: the sends' training columns (not, e.g., the
+    ``as_of_date`` every run stamps on them) and the training settings."""
+    return model_registry.frame_fingerprint(
+        sends[[c for c in TRAINING_COLUMNS if c in sends.columns]],
+        random_state=settings.random_state,
+        min_positives=settings.response_min_positives,
+        min_negatives=settings.response_min_negatives,
+        uplift_min_positives=settings.uplift_min_positives,
+    )
+
+
+def _response_model_for(as_of: date, sends: pd.DataFrame,
+                        load_snapshots: Callable[[], pd.DataFrame],
+                        settings: Settings,
+                        fingerprint: str | None = None) -> tuple[ResponseModel | None, str]:
+    """Train, else fall back (purchase propensity / last good model), else (None, "none").
+
+    With ``fingerprint`` (:func:`_training_fingerprint` of ``sends``), a run before D trained
+    on the very same rows and settings is loaded instead of refitting: same data, same
+    deterministic fit (source ``same_training_data:<date>``). A day that closes no campaign
+    window and erases no user with sends reuses the fit; a backfill or a fresh warehouse
+    simply trains. The fingerprint covers the library versions, so a reused fit always loads.
+    """
+    minimums = {"min_positives": settings.response_min_positives,
+                "min_negatives": settings.response_min_negatives}
+    root = settings.models_dir / "response"
+    same = (None if fingerprint is None
+            else model_registry.same_training_before(root, as_of, fingerprint))
+    if same is not None:
+        model, _ = model_registry.load_model(same)
+        logger.info("training sends unchanged since %s: reusing its fit", same.name)
+        return model, f"same_training_data:{same.name}"
+    if len(sends):
+        model = train_response_model(sends, random_state=settings.random_state,
+                                     uplift_min_positives=settings.uplift_min_positives,
+                                     **minimums)
+    else:
+        logger.warning("no campaign history by %s: falling back to the purchase-in-30-days "
+                       "propensity", as_of)
+        snapshots = load_snapshots()
+        model = (train_purchase_model(snapshots, random_state=settings.random_state, **minimums)
+                 if len(snapshots) else None)
+    if model is not None:
+        return model, "trained"
+    folder = model_registry.latest_run_before(root, as_of)
+    if folder is None:
+        logger.warning(
+            "skipping campaign scoring for %s: no eligible training data (see above) and no "
+            "earlier model under %s", as_of, root,
+        )
+        return None, "none"
+    model, _ = model_registry.load_model(folder)  # other library versions: a clear error
+    logger.warning("not enough data to retrain on %s: keeping the last good model from %s",
+                   as_of, folder.name)
+    return model, f"last_good:{folder.name}"
+
+
+def _user_predictions(con, as_of: date, snapshots: pd.DataFrame, profiles: pd.DataFrame,
+                      settings: Settings) -> int:
+    """Fit churn / spend on closed 90-day snapshots; write ``ml.user_predictions``."""
+    models = (train_user_prediction_models(snapshots, random_state=settings.random_state)
+              if len(snapshots) else None)
+    if models is None:
+        logger.warning("no ml.user_predictions for %s (no closed 90-day snapshot window)", as_of)
+        frame = predict_users_empty()
+        metrics = {}
+    else:
+        frame = predict_users(models, profiles)
+        metrics = models.metrics
+    write_partition(con, "ml.user_predictions", frame, as_of)
+    write_partition(con, "ml.model_runs", metrics_frame("user_predictions", metrics), as_of,
+                     {"model": "user_predictions"})
+    return int(len(frame))
+
+
+def predict_users_empty() -> pd.DataFrame:
+    """An empty ``ml.user_predictions`` frame."""
+    return pd.DataFrame({"user_id": pd.Series(dtype="int64"),
+                         "churn_probability": pd.Series(dtype="float64"),
+                         "predicted_spend_90d": pd.Series(dtype="float64")})
+
+
+def _save_model(settings: Settings, as_of: date, model: ResponseModel,
+                fingerprint: str | None) -> None:
+    """Persist the fitted model with its card (library versions, training fingerprint) and
+    draw the run's picture."""
+    day = as_of.isoformat()
+    card = model.model_card()
+    if fingerprint is not None:
+        card["training_fingerprint"] = fingerprint
+    model_registry.save_model(settings.models_dir / "response" / day, model, card)
+    title = ("Campaign response" if model.kind == "campaign_response"
+             else "Purchase in the next 30 days (no campaign history)")
+    write_response_png(model, settings.reports_dir / day / "response.png", f"{title}, {day}")

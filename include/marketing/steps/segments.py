@@ -1,0 +1,126 @@
+"""Step ``segments``: fit D's segments, keep ids and names stable against the run before."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import pandas as pd
+import pyarrow as pa
+
+from marketing import warehouse
+from marketing.segment_report import write_segments_picture
+from marketing.segmentation import align_segment_ids, fit_segments
+from marketing.settings import Settings
+from marketing.steps.common import as_date, metrics_frame
+
+logger = logging.getLogger(__name__)
+
+
+def build_segments(as_of_date: date | str, settings: Settings | None = None) -> dict:
+    """Cluster D's user profiles into named, stable segments and draw them.
+
+    Writes ``ml.user_segments``, ``ml.segments`` (with the parent group of the Ward
+    hierarchy), ``ml.segment_model_selection``, ``ml.segment_changes`` and the segments'
+    metrics in ``ml.model_runs``; draws ``reports/<D>/segments.png``.
+
+    Ids and names are carried over from the most recent earlier run (``ml.segments`` with
+    the largest ``as_of_date < D``) by :func:`marketing.segmentation.align_segment_ids`, so
+    the result for D depends on the runs before it: a backfill of D after later dates
+    reuses the ids of the latest run *before* D, and ids of dates run out of order can differ
+    from a chronological run.
+    """
+    settings = settings or Settings.from_env()
+    as_of = as_date(as_of_date)
+    with warehouse.connect(settings.warehouse_path) as con:
+        profiles = warehouse.read_frame(
+            con, "select * from marts.user_profiles where as_of_date = ? order by user_id", [as_of]
+        )
+        previous, previous_date = _previous_segments(con, as_of)
+        algorithm = settings.segment_algorithm
+        if algorithm == "auto":
+            algorithm = "ward" if len(profiles) <= settings.segment_ward_max_users else "kmeans"
+        result = fit_segments(
+            profiles.drop(columns=["as_of_date"]),
+            k_min=settings.segment_k_range[0],
+            k_max=settings.segment_k_range[1],
+            sample_size=settings.silhouette_sample_size,
+            random_state=settings.random_state,
+            algorithm=algorithm,
+            # k from D's data alone (no prefer_k from the previous run): a backfilled date
+            # must equal a fresh run of it; ids and names still carry over by matching.
+        )
+        result = align_segment_ids(
+            result, previous, max_distance=settings.segment_match_max_distance
+        )
+        # an Arrow date column keeps the DATE type even when every value is NULL (first run)
+        changes = result.changes.assign(
+            previous_as_of_date=pd.Series(
+                [previous_date] * len(result.changes), dtype=pd.ArrowDtype(pa.date32())
+            )
+        )
+        warehouse.replace_partition(con, "ml.user_segments", result.assignments, as_of)
+        warehouse.replace_partition(con, "ml.segments", result.segments, as_of)
+        warehouse.replace_partition(con, "ml.segment_model_selection", result.model_selection, as_of)
+        warehouse.replace_partition(con, "ml.segment_changes", changes, as_of)
+        kept = _share_kept(con, result.assignments, previous_date)
+        metrics = {"k": len(result.segments), "silhouette": result.silhouette}
+        if kept is not None:
+            metrics["share_users_kept_segment"] = kept
+        warehouse.replace_partition(
+            con, "ml.model_runs", metrics_frame("segments", metrics), as_of, {"model": "segments"}
+        )
+    frame = profiles.drop(columns=["as_of_date"]).sort_values("user_id", kind="stable")
+    picture = write_segments_picture(
+        settings.reports_dir / as_of.isoformat() / "segments.png",
+        result.features.transform(frame),
+        result.assignments["segment_id"].to_numpy(),
+        result.segments,
+        result.centroids,
+        result.features.feature_names_,
+        result.linkage,
+        sample_size=settings.segment_picture_sample_size,
+        random_state=settings.random_state,
+        title=f"Segments on {as_of.isoformat()} ({len(frame):,} users, {algorithm}, "
+        f"silhouette {result.silhouette:.3f})",
+    )
+    status = changes["status"].value_counts()
+    return {
+        "segments": int(len(result.segments)),
+        "silhouette": round(result.silhouette, 4),
+        "kept": int(status.get("kept", 0)),
+        "new": int(status.get("new", 0)),
+        "vanished": int(status.get("vanished", 0)),
+        "share_users_kept_segment": None if kept is None else round(kept, 4),
+        "picture": str(picture),
+    }
+
+
+def _previous_segments(con, as_of: date) -> tuple[pd.DataFrame, date | None]:
+    """The most recent earlier run's ``ml.segments`` rows (empty, None on the first run)."""
+    if not warehouse.table_exists(con, "ml.segments"):
+        return pd.DataFrame(), None
+    row = con.execute(
+        "select max(as_of_date) from ml.segments where as_of_date < ?", [as_of]
+    ).fetchone()
+    if row is None or row[0] is None:
+        return pd.DataFrame(), None
+    previous = warehouse.read_frame(
+        con, "select * from ml.segments where as_of_date = ? order by segment_id", [row[0]]
+    )
+    return previous.drop(columns=["as_of_date"]), row[0]
+
+
+def _share_kept(con, assignments: pd.DataFrame, previous_date: date | None) -> float | None:
+    """Share of today's users, also segmented last run, whose segment id did not change."""
+    if previous_date is None:
+        return None
+    before = warehouse.read_frame(
+        con,
+        "select user_id, segment_id from ml.user_segments where as_of_date = ?",
+        [previous_date],
+    )
+    both = assignments.merge(before, on="user_id", suffixes=("", "_before"))
+    if both.empty:
+        return None
+    return float((both["segment_id"] == both["segment_id_before"]).mean())
