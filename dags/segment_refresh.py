@@ -14,7 +14,8 @@ audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is r
 3. **segments / recommendations / response scores**: Python steps writing schema `ml`.
 4. **dbt_audiences**: `audience_members` from `include/audiences.yml`.
 5. **publish**: channel files under `data/outbox/`, then the analysts' read-only
-   `data/analytics.duckdb`.
+   `data/analytics.duckdb`; **deliver** POSTs D's publishes to the webhook of connection
+   `marketing_audience_webhook` (none defined: the files stay in the outbox for upload).
 
 DuckDB allows one writing process, so every task that writes the warehouse runs in the one-slot
 pool `duckdb_writer` and the DAG has `max_active_runs=1`: backfills run date after date.
@@ -161,6 +162,15 @@ def segment_refresh():
         return publish_audiences(ds, run_id)
 
     @task
+    def deliver(ds: str | None = None) -> dict:
+        # plugins/ is on sys.path in every Airflow process (and PYTHONPATH for make airflow)
+        from audience_webhook_hook import AudienceWebhookHook
+
+        from marketing.pipeline import deliver_audiences
+
+        return deliver_audiences(ds, AudienceWebhookHook().get_destination())
+
+    @task
     def analytics_snapshot() -> dict:
         from marketing.pipeline import publish_snapshot
 
@@ -187,6 +197,7 @@ def segment_refresh():
     # Cold-start users get their segment's popular items: segments before recommendations.
     segment_step >> recommend_step
     [recommend_step, score_step] >> audience_definitions() >> audiences
-    audiences >> publish() >> analytics_snapshot()
+    # Delivery only reads the outbox; it still takes the pool slot, like every task here.
+    audiences >> publish() >> [analytics_snapshot(), deliver()]
 
 segment_refresh()

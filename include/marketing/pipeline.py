@@ -8,6 +8,7 @@ module per stage; this module is the one place the DAG and the benchmark import 
 
 from __future__ import annotations
 
+from marketing.steps.delivering import deliver_audiences
 from marketing.steps.landing import land_day
 from marketing.steps.publishing import (
     load_audience_definitions,
@@ -21,6 +22,7 @@ from marketing.steps.segments import build_segments
 __all__ = [
     "build_recommendations",
     "build_segments",
+    "deliver_audiences",
     "land_day",
     "load_audience_definitions",
     "publish_audiences",

@@ -27,7 +27,7 @@ def test_segment_refresh_structure(dagbag):
     assert dag.doc_md and "point in time" in dag.doc_md
     task_ids = set(dag.task_ids)
     for expected in ("land", "segments", "recommendations", "response_scores",
-                     "audience_definitions", "publish", "analytics_snapshot"):
+                     "audience_definitions", "publish", "analytics_snapshot", "deliver"):
         assert expected in task_ids
     # Cosmos renders one task per dbt model.
     assert any(t.startswith("dbt_profiles.user_profiles") for t in task_ids)
@@ -48,6 +48,7 @@ def test_order_land_dbt_ml_audiences_publish(dagbag):
     upstream = {t.task_id for t in publish.get_flat_relatives(upstream=True)}
     assert any(t.startswith("dbt_audiences.") for t in upstream)
     assert {"segments", "recommendations", "response_scores", "audience_definitions"} <= upstream
+    assert dag.get_task("deliver").upstream_task_ids == {"publish"}
 
 
 def test_domain_package_never_imports_airflow():

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.server
 import json
+import os
 import re
 import subprocess
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -95,7 +98,37 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="module")
-def first_run(airflow_db, settings):
+def webhook():
+    """An audience webhook on 127.0.0.1 behind the DAG's connection; yields what it received."""
+    received: list[tuple[dict, bytes]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            received.append((dict(self.headers),
+                             self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    variable = "AIRFLOW_CONN_MARKETING_AUDIENCE_WEBHOOK"
+    os.environ[variable] = f"http://127.0.0.1:{server.server_port}/audiences"
+    try:
+        yield received
+    finally:
+        os.environ.pop(variable, None)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def first_run(airflow_db, settings, webhook):
     generate(out_dir=settings.data_dir, **SAMPLE)
     as_of = SAMPLE["end_date"]
     run_dag(as_of)
@@ -103,6 +136,7 @@ def first_run(airflow_db, settings):
         "as_of": as_of,
         "tables": table_state(settings, as_of),
         "files": outbox_files(settings, as_of),
+        "deliveries": list(webhook),
     }
 
 
@@ -297,6 +331,28 @@ def test_analytics_copy_is_published(first_run, settings):
         columns = {r[0] for r in con.execute("describe marts.dim_users").fetchall()}
     assert segments > 0
     assert "email" not in columns
+
+
+def test_deliver_posts_every_published_file_with_a_receipt(first_run, settings):
+    day = first_run["as_of"].isoformat()
+    sent = {
+        f"{h['X-Channel']}/{h['X-Audience']}/{h['X-As-Of-Date']}/{h['X-File']}": (h, body)
+        for h, body in first_run["deliveries"]
+    }
+    assert len(sent) == len(first_run["deliveries"])  # each file once
+    assert sent.keys() == first_run["files"].keys()
+    for name, (_, body) in sent.items():
+        assert body == first_run["files"][name], name
+    publishes = {name.rsplit("/", 1)[0] for name in sent}
+    receipts = sorted((settings.data_dir / "deliveries" / day).glob("*.json"))
+    assert len(receipts) == len(publishes) >= 3
+    for path in receipts:
+        receipt = json.loads(path.read_text())
+        assert receipt["files"][-1]["file"] == "manifest.json"
+        for entry in receipt["files"]:
+            name = f"{receipt['publish_dir'].removeprefix('outbox/')}/{entry['file']}"
+            assert sent[name][0]["Idempotency-Key"] == entry["idempotency_key"]
+            assert entry["status"] == 200
 
 
 def test_rerun_same_date_changes_nothing(first_run, settings):

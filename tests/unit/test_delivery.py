@@ -3,6 +3,7 @@
 import hashlib
 import http.server
 import json
+import shutil
 import socket
 import threading
 
@@ -163,3 +164,26 @@ def test_rejects_bad_destinations(tmp_path):
         WebhookDestination("http://127.0.0.1/", max_attempts=0)
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
         deliver_publish(tmp_path, WebhookDestination("http://127.0.0.1/"))
+
+
+def test_deliver_step_sends_every_publish_of_the_day_and_writes_receipts(tmp_path, publish_dir):
+    from marketing.settings import Settings
+    from marketing.steps.delivering import deliver_audiences
+
+    data = publish_dir.parents[3]  # out/<channel>/<audience>/<day> -> the data dir stands in
+    settings = Settings(data_dir=data, warehouse_path=data / "w.duckdb",
+                        analytics_path=data / "a.duckdb")
+    outbox = settings.outbox_dir
+    shutil.copytree(publish_dir, outbox / "google_ads" / "a" / DAY)
+    shutil.copytree(publish_dir, outbox / "google_ads" / "a" / "2024-02-29")  # another day
+    assert deliver_audiences(DAY, None, settings) == {"publishes": 1, "delivered": 0, "files": 0}
+    with _Server() as server:
+        result = deliver_audiences(DAY, _destination(server.url), settings)
+    assert result == {"publishes": 1, "delivered": 1, "files": 4}
+    assert [h["X-As-Of-Date"] for h, _ in server.requests] == [DAY] * 4
+    receipt = json.loads((data / "deliveries" / DAY / "google_ads__a.json").read_text())
+    assert receipt["publish_dir"] == f"outbox/google_ads/a/{DAY}"
+    assert [f["file"] for f in receipt["files"]][-1] == "manifest.json"
+    assert [f["idempotency_key"] for f in receipt["files"]] == [
+        h["Idempotency-Key"] for h, _ in server.requests]
+    assert receipt["host"] == server.url.split("/")[2]
