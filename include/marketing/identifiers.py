@@ -137,19 +137,15 @@ def normalise_phones(
 ) -> pd.Series:
     """``normalise_phone`` over aligned Series of numbers and countries (object dtype).
 
-    Each distinct (phone, country) pair is parsed once, since parsing dominates the cost.
+    Each distinct number is parsed once per process (``_e164``'s cache), since parsing
+    dominates the cost.
     """
     if len(phones) != len(countries):
         raise ValueError(
             f"phones and countries must have the same length, got {len(phones)} and {len(countries)}"
         )
-    cache: dict[tuple[object, object], str | None] = {}
-    out: list[str | None] = []
-    for phone, country in zip(phones, countries, strict=True):
-        key = (None if _is_missing(phone) else phone, None if _is_missing(country) else country)
-        if key not in cache:
-            cache[key] = normalise_phone(key[0], key[1], style)
-        out.append(cache[key])
+    out = [normalise_phone(phone, country, style)
+           for phone, country in zip(phones, countries, strict=True)]
     return pd.Series(out, index=phones.index, dtype=object, name=phones.name)
 
 
