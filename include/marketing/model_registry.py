@@ -10,6 +10,10 @@ A card may also carry a ``training_fingerprint`` (:func:`frame_fingerprint` of t
 rows, the training parameters and the library versions): training is deterministic, so a
 later date whose fingerprint equals the newest earlier run's can load that fit instead of
 repeating it (:func:`same_training_before`) and get the very same model.
+
+With a refit cadence of N days (``Settings.model_refit_days``) a card carries a
+``settings_key`` (:func:`settings_key`: the fit's parameters and library versions) and
+:func:`recent_fit` finds the newest fit of the N - 1 days before a date that a run may reuse.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import hashlib
 import json
 import logging
 import platform
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -121,6 +126,41 @@ def frame_fingerprint(frame: pd.DataFrame, **params: object) -> str:
     digest.update(json.dumps(header, sort_keys=True, default=str).encode("utf-8"))
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def settings_key(**params: object) -> str:
+    """Hex SHA-256 of a fit's parameters and the library versions: two fits with the same key
+    were made the same way (on possibly different data)."""
+    header = {"params": params, "library_versions": library_versions()}
+    return hashlib.sha256(
+        json.dumps(header, sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
+
+
+def recent_fit(model_dir: Path, as_of: date, refit_days: int, key: str) -> Path | None:
+    """The newest fit a run for ``as_of`` may reuse under a refit cadence of ``refit_days``.
+
+    That is the newest ``<model_dir>/<YYYY-MM-DD>/`` dated in
+    ``[as_of - (refit_days - 1) days, as_of)`` whose card's ``settings_key`` equals ``key``.
+    Never a later fit (point in time), never D's own folder (re-running D repeats D's
+    decision), never an older one (a fit is at most ``refit_days - 1`` days old when used).
+    ``refit_days == 1`` always returns None: every date fits its own models.
+    """
+    if refit_days < 1:
+        raise ValueError(f"refit_days must be >= 1, got {refit_days}")
+    folder = latest_run_before(model_dir, as_of)
+    if folder is None or (as_of - date.fromisoformat(folder.name)).days >= refit_days:
+        return None
+    return folder if read_card(folder).get("settings_key") == key else None
+
+
+def remove_run(model_dir: Path, as_of: date) -> None:
+    """Delete ``<model_dir>/<as_of>/`` if present: a re-run of D that reuses an earlier fit
+    replaces what an earlier run of D saved, so later dates do not take it for D's fit."""
+    folder = Path(model_dir) / as_of.isoformat()
+    if folder.is_dir():
+        shutil.rmtree(folder)
+        logger.info("removed %s (D now reuses an earlier fit)", folder)
 
 
 def same_training_before(model_dir: Path, as_of: date, fingerprint: str) -> Path | None:

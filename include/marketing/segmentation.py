@@ -441,6 +441,20 @@ def _new_changes(segments: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def sorted_profiles(profiles: pd.DataFrame, min_users: int) -> pd.DataFrame:
+    """``profiles`` sorted by ``user_id`` after checking the ids (present, non-NULL, unique)
+    and that there are at least ``min_users`` rows."""
+    if "user_id" not in profiles.columns:
+        raise ValueError("profiles must have a user_id column")
+    if len(profiles) < min_users:
+        raise ValueError(f"segmentation needs at least {min_users} users, got {len(profiles)}")
+    if profiles["user_id"].isna().any():
+        raise ValueError("profiles.user_id has NULL values")
+    if profiles["user_id"].duplicated().any():
+        raise ValueError("profiles.user_id must be unique (one as_of_date at a time)")
+    return profiles.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
 def fit_segments(
     profiles: pd.DataFrame,
     k_min: int = 3,
@@ -496,17 +510,8 @@ def fit_segments(
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if ward_sample_size < 3:
         raise ValueError(f"ward_sample_size must be >= 3, got {ward_sample_size}")
-    if "user_id" not in profiles.columns:
-        raise ValueError("profiles must have a user_id column")
-    n = len(profiles)
-    if n < 3:
-        raise ValueError(f"segmentation needs at least 3 users, got {n}")
-    if profiles["user_id"].isna().any():
-        raise ValueError("profiles.user_id has NULL values")
-    if profiles["user_id"].duplicated().any():
-        raise ValueError("profiles.user_id must be unique (one as_of_date at a time)")
-
-    frame = profiles.sort_values("user_id", kind="stable").reset_index(drop=True)
+    frame = sorted_profiles(profiles, min_users=3)
+    n = len(frame)
     features = ProfileFeatures().fit(frame)
     x = features.transform(frame)
 

@@ -18,6 +18,19 @@ def _env_path(name: str, default: Path) -> Path:
     return Path(value).resolve() if value else default
 
 
+def _env_int(name: str, default: int | None, minimum: int) -> int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Paths and tunables of one deployment.
@@ -73,6 +86,29 @@ class Settings:
     reland_days: int = field(
         default_factory=lambda: int(os.environ.get("MARKETING_RELAND_DAYS", "1"))
     )
+    # model refit cadence (#8): 1 = segments, churn/spend and the response model are fitted on
+    # every run date; N > 1 = a date reuses the newest fit of the N - 1 days before it (same
+    # settings and library versions) and refits once that fit is N days old (env
+    # MARKETING_MODEL_REFIT_DAYS). Everything is still scored on D's data.
+    model_refit_days: int = field(
+        default_factory=lambda: _env_int("MARKETING_MODEL_REFIT_DAYS", 1, minimum=1)
+    )
+    # bounded history (#8): keep N days of per-user/per-item partitions (env
+    # MARKETING_HISTORY_DAYS; unset = keep everything), see marketing.history
+    history_days: int | None = field(
+        default_factory=lambda: _env_int("MARKETING_HISTORY_DAYS", None, minimum=1)
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_refit_days, int) or self.model_refit_days < 1:
+            raise ValueError(
+                f"model_refit_days must be an integer >= 1, got {self.model_refit_days!r}"
+            )
+        if self.history_days is not None and (
+                not isinstance(self.history_days, int) or self.history_days < 1):
+            raise ValueError(
+                f"history_days must be None or an integer >= 1, got {self.history_days!r}"
+            )
 
     @property
     def landing_dir(self) -> Path:

@@ -6,7 +6,7 @@ Everything else in the package works on DataFrames, arrays and sparse matrices.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -48,6 +48,21 @@ def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDB
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
     """Run ``sql`` with ``params`` and return the result as a DataFrame."""
     return con.execute(sql, params or []).df()
+
+
+def tables_with_columns(
+    con: duckdb.DuckDBPyConnection, schemas: Sequence[str], columns: Sequence[str]
+) -> list[str]:
+    """``schema.table`` of every base table (not view) in ``schemas`` having all ``columns``."""
+    rows = con.execute(
+        "select c.table_schema || '.' || c.table_name from information_schema.columns as c "
+        "join information_schema.tables as t using (table_catalog, table_schema, table_name) "
+        "where list_contains(?, c.table_schema) and list_contains(?, c.column_name) "
+        "and t.table_type = 'BASE TABLE' "
+        "group by 1 having count(distinct c.column_name) = ? order by 1",
+        [list(schemas), list(columns), len(set(columns))],
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified_name: str) -> bool:

@@ -61,6 +61,8 @@ def test_result_has_the_contract_keys_and_every_stage(tiny_result):
     assert sum(result["stages"].values()) <= result["total_wall_s"]
     assert result["total_wall_s"] < 1.05 * sum(result["stages"].values()) + 0.5
     assert result["incremental_day_s"] > 0
+    assert list(result["incremental_reused_models_stages"]) == list(bench.STAGES)
+    assert result["incremental_day_reused_models_s"] > 0
     assert result["sizes"]["n_users"] == TINY["n_users"]
     assert result["peak_rss_mb"] >= result["full_refresh_peak_rss_mb"] > 50
     assert list(result["stage_peak_rss_mb"]) == list(bench.STAGES)
@@ -97,6 +99,22 @@ def test_incremental_day_landed_only_the_next_day(tiny_result):
         ).fetchone()[0]
     assert [row[0] for row in dates] == [D, date(2026, 10, 1)]
     assert last_partition == date(2026, 10, 1)
+
+
+def test_second_incremental_run_reused_the_full_refresh_fits(tiny_result):
+    result, work = tiny_result
+    assert result["reuse_refit_days"] == bench.REUSE_REFIT_DAYS > 1
+    with warehouse.connect(work / "warehouse.duckdb") as con:
+        ages = con.execute(
+            "select as_of_date, model, value from ml.model_runs "
+            "where metric = 'model_age_days' order by all"
+        ).fetchall()
+    next_day = date(2026, 10, 1)
+    assert ages == [(D, "response", 0.0), (D, "segments", 0.0), (D, "user_predictions", 0.0),
+                    (next_day, "response", 1.0), (next_day, "segments", 1.0),
+                    (next_day, "user_predictions", 1.0)]
+    for model in ("response", "segments", "user_predictions"):
+        assert [p.name for p in (work / "models" / model).iterdir()] == [D.isoformat()]
 
 
 def test_results_files_are_written_and_summarised(tiny_result, tmp_path):

@@ -109,3 +109,30 @@ def test_same_training_before_needs_the_newest_earlier_run_to_match(tmp_path, fi
     assert same_training_before(root, date(2026, 9, 29), "b") is None  # not strictly earlier
     save_model(root / "2026-09-27", fitted, {})
     assert same_training_before(root, date(2026, 9, 28), "x") is None  # no fingerprint
+
+
+def test_settings_key_covers_params_and_versions(monkeypatch):
+    key = model_registry.settings_key(model="segments", random_state=7)
+    assert len(key) == 64
+    assert key == model_registry.settings_key(random_state=7, model="segments")
+    assert key != model_registry.settings_key(model="segments", random_state=8)
+    monkeypatch.setattr(model_registry, "library_versions", lambda: {"scikit-learn": "0.1"})
+    assert key != model_registry.settings_key(model="segments", random_state=7)
+
+
+def test_recent_fit_is_the_newest_earlier_fit_younger_than_the_cadence(tmp_path, fitted):
+    root = tmp_path / "segments"
+    save_model(root / "2026-09-20", fitted, {"settings_key": "k"})
+    save_model(root / "2026-09-24", fitted, {"settings_key": "k"})
+    recent = model_registry.recent_fit
+    assert recent(root, date(2026, 9, 25), 7, "k") == root / "2026-09-24"
+    assert recent(root, date(2026, 9, 30), 7, "k") == root / "2026-09-24"  # 6 days old
+    assert recent(root, date(2026, 10, 1), 7, "k") is None  # 7 days old: refit
+    assert recent(root, date(2026, 9, 24), 7, "k") == root / "2026-09-20"  # never D's own
+    assert recent(root, date(2026, 9, 22), 7, "k") == root / "2026-09-20"  # never a later one
+    assert recent(root, date(2026, 9, 20), 7, "k") is None
+    assert recent(root, date(2026, 9, 25), 1, "k") is None  # cadence 1: always refit
+    assert recent(root, date(2026, 9, 25), 7, "other settings") is None  # newest must match
+    assert recent(tmp_path / "none", date(2026, 9, 25), 7, "k") is None
+    with pytest.raises(ValueError, match="refit_days must be >= 1"):
+        recent(root, date(2026, 9, 25), 0, "k")

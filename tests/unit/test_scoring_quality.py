@@ -277,3 +277,43 @@ def test_skipped_first_run_creates_typed_tables(tmp_path):
             "response", {"auc": 0.75}), date(2026, 9, 2), {"model": "response"})
         assert con.execute("select metric, value, model, as_of_date from ml.model_runs"
                            ).fetchall() == [("auc", 0.75, "response", date(2026, 9, 2))]
+
+
+def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog):
+    """With model_refit_days = 2 a fit from D - 1 scores D; nothing is saved for D."""
+    settings, end = shop
+    query = ("select * exclude (as_of_date) from ml.{} where as_of_date = ? order by all")
+    tables = ("campaign_scores", "user_predictions")
+    before = {t: _read(settings, query.format(t), [end]) for t in tables}
+    day, earlier_day = end.isoformat(), (end - timedelta(days=1)).isoformat()
+    for model in ("response", "user_predictions"):
+        shutil.move(settings.models_dir / model / day, settings.models_dir / model / earlier_day)
+    cadence = dataclasses.replace(settings, model_refit_days=2)
+    try:
+        with caplog.at_level(logging.INFO, logger="marketing.steps.scores"):
+            result = pipeline.score_campaigns(end, cadence)
+        assert result == {**scored, "model_source": f"refit_cadence:{earlier_day}"}
+        assert caplog.text.count("refit cadence 2 days: reusing") == 2
+        for table, frame in before.items():
+            pd.testing.assert_frame_equal(_read(settings, query.format(table), [end]), frame)
+        for model in ("response", "user_predictions"):
+            assert not (settings.models_dir / model / day).exists()
+        assert not (settings.reports_dir / day / "response.png").exists()
+        # a fit saved by an earlier run of D is D's output: a re-run that reuses drops it
+        (settings.models_dir / "response" / day).mkdir()
+        assert pipeline.score_campaigns(end, cadence)["model_source"].startswith("refit")
+        assert not (settings.models_dir / "response" / day).exists()
+        ages = _read(settings, "select model, value from ml.model_runs where as_of_date = ? "
+                     "and metric = 'model_age_days' order by model", [end])
+        assert ages.values.tolist() == [["response", 1.0], ["user_predictions", 1.0]]
+        # other settings are another fit: train (and save) for D
+        changed = dataclasses.replace(cadence, random_state=settings.random_state + 1)
+        assert pipeline.score_campaigns(end, changed)["model_source"] == "trained"
+        assert (settings.models_dir / "user_predictions" / day / "model_card.json").exists()
+    finally:
+        for model in ("response", "user_predictions"):
+            shutil.rmtree(settings.models_dir / model / earlier_day)
+        assert pipeline.score_campaigns(end, settings) == scored
+    ages = _read(settings, "select value from ml.model_runs where as_of_date = ? "
+                 "and metric = 'model_age_days'", [end])
+    assert ages["value"].tolist() == [0.0, 0.0]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from marketing import warehouse
 from marketing.audience_config import definitions_frame, load_audiences
+from marketing.history import prune_history
 from marketing.publish import publish_audience
 from marketing.settings import Settings
 from marketing.snapshot import publish_analytics_copy
@@ -200,13 +201,7 @@ def _forget_erased(con) -> None:
     partitions written by earlier runs still name users erased since; those rows go here
     (segments, recommendations, scores, predictions, publish history). dbt purges its own marts.
     """
-    tables = con.execute(
-        "select c.table_schema || '.' || c.table_name from information_schema.columns as c "
-        "join information_schema.tables as t using (table_catalog, table_schema, table_name) "
-        "where c.table_schema = 'ml' and c.column_name = 'user_id' "
-        "and t.table_type = 'BASE TABLE' order by 1"
-    ).fetchall()
-    for (table,) in tables:
+    for table in warehouse.tables_with_columns(con, ["ml"], ["user_id"]):
         con.execute(
             f"delete from {table} where user_id in "
             "(select user_id from marts.dim_users where is_erased)"
@@ -214,7 +209,17 @@ def _forget_erased(con) -> None:
 
 
 def publish_snapshot(settings: Settings | None = None) -> dict:
-    """Republish the analysts' read-only copy (``data/analytics.duckdb``) atomically."""
+    """Republish the analysts' read-only copy (``data/analytics.duckdb``) atomically.
+
+    With ``settings.history_days`` N, per-user history older than N days before the newest
+    run date is deleted from the warehouse first (:func:`marketing.history.prune_history`),
+    so neither the warehouse nor the copy grows with every day run.
+    """
     settings = settings or Settings.from_env()
+    pruned = {}
+    if settings.history_days is not None:
+        with warehouse.connect(settings.warehouse_path) as con:
+            pruned = prune_history(con, settings.history_days)
     tables = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
-    return {"path": str(settings.analytics_path), "tables": len(tables)}
+    return {"path": str(settings.analytics_path), "tables": len(tables),
+            "history_rows_deleted": sum(pruned.values())}

@@ -19,7 +19,11 @@ from marketing.scoring import (
 )
 from marketing.settings import Settings
 from marketing.steps.common import as_date, metrics_frame, write_partition
-from marketing.user_predictions import predict_users, train_user_prediction_models
+from marketing.user_predictions import (
+    TRAIN_MAX_ROWS,
+    predict_users,
+    train_user_prediction_models,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,11 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
     with none of these it skips scoring and says why. Writes ``ml.campaign_scores``,
     ``ml.user_predictions``, ``ml.model_runs`` (models ``response``, ``user_predictions``), the
     model and card under ``models/response/<D>/`` and ``reports/<D>/response.png``.
+
+    With ``settings.model_refit_days`` N > 1, both models are loaded from the newest fit of
+    the N - 1 days before D (:func:`marketing.model_registry.recent_fit`) instead of being
+    refitted; their metrics are that fit's, and ``model_age_days`` in ``ml.model_runs`` says
+    how old it is (0 = fitted for D).
     """
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
@@ -57,7 +66,7 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
             as_of, sends, lambda: _read_snapshots(con, closed_only=False), settings, fingerprint
         )
         predictions = _user_predictions(
-            con, as_of, _read_snapshots(con, closed_only=True), profiles, settings
+            con, as_of, lambda: _read_snapshots(con, closed_only=True), profiles, settings
         )
         if model is None:
             scores = score_users_empty()
@@ -72,9 +81,10 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
             metrics["is_purchase_fallback"] = float(model.kind == "purchase_30d")
             metrics["is_last_good_model"] = float(source.startswith("last_good"))
             metrics["has_uplift"] = float(model.control_pipeline is not None)
+            metrics["model_age_days"] = float(_model_age_days(as_of, source))
         write_partition(con, "ml.model_runs", metrics_frame("response", metrics), as_of,
                          {"model": "response"})
-    if model is not None and not source.startswith("last_good"):
+    if model is not None and (source == "trained" or source.startswith("same_training")):
         _save_model(settings, as_of, model, fingerprint)
     auc = None if model is None else model.metrics.get("auc")
     return {
@@ -101,6 +111,27 @@ def _read_snapshots(con, closed_only: bool) -> pd.DataFrame:
     where = "where churned_next_90d is not null " if closed_only else ""
     return warehouse.read_frame(
         con, f"select * from marts.fct_user_snapshots {where}order by snapshot_date, user_id"
+    )
+
+
+REUSED = "refit_cadence"
+"""Model source prefix of a fit reused under ``Settings.model_refit_days``."""
+
+
+def _model_age_days(as_of: date, source: str) -> int:
+    """Days between D and the fit a model source names (0 for a fit made for D)."""
+    _, _, day = source.partition(":")
+    if source.startswith(("last_good", REUSED)) and day:
+        return (as_of - date.fromisoformat(day)).days
+    return 0
+
+
+def _response_settings_key(settings: Settings) -> str:
+    return model_registry.settings_key(
+        model="response", random_state=settings.random_state,
+        min_positives=settings.response_min_positives,
+        min_negatives=settings.response_min_negatives,
+        uplift_min_positives=settings.uplift_min_positives,
     )
 
 
@@ -131,6 +162,17 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
     minimums = {"min_positives": settings.response_min_positives,
                 "min_negatives": settings.response_min_negatives}
     root = settings.models_dir / "response"
+    recent = model_registry.recent_fit(root, as_of, settings.model_refit_days,
+                                       _response_settings_key(settings))
+    # a purchase-propensity fallback is not reused once campaign history exists
+    wanted = "campaign_response" if len(sends) else "purchase_30d"
+    if recent is not None and model_registry.read_card(recent).get("kind") == wanted:
+        model, _ = model_registry.load_model(recent)
+        logger.info("refit cadence %d days: reusing the fit of %s", settings.model_refit_days,
+                    recent.name)
+        model_registry.remove_run(root, as_of)
+        (settings.reports_dir / as_of.isoformat() / "response.png").unlink(missing_ok=True)
+        return model, f"{REUSED}:{recent.name}"
     same = (None if fingerprint is None
             else model_registry.same_training_before(root, as_of, fingerprint))
     if same is not None:
@@ -162,18 +204,36 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
     return model, f"last_good:{folder.name}"
 
 
-def _user_predictions(con, as_of: date, snapshots: pd.DataFrame, profiles: pd.DataFrame,
-                      settings: Settings) -> int:
-    """Fit churn / spend on closed 90-day snapshots; write ``ml.user_predictions``."""
-    models = (train_user_prediction_models(snapshots, random_state=settings.random_state)
-              if len(snapshots) else None)
+def _user_predictions(con, as_of: date, load_snapshots: Callable[[], pd.DataFrame],
+                      profiles: pd.DataFrame, settings: Settings) -> int:
+    """Fit churn / spend on closed 90-day snapshots (or reuse a recent fit, see
+    :func:`score_campaigns`); write ``ml.user_predictions``."""
+    root = settings.models_dir / "user_predictions"
+    key = model_registry.settings_key(model="user_predictions",
+                                      random_state=settings.random_state,
+                                      max_rows=TRAIN_MAX_ROWS)
+    recent = model_registry.recent_fit(root, as_of, settings.model_refit_days, key)
+    age = 0
+    if recent is not None:
+        models, _ = model_registry.load_model(recent)
+        age = (as_of - date.fromisoformat(recent.name)).days
+        model_registry.remove_run(root, as_of)
+        logger.info("refit cadence %d days: reusing the churn/spend fit of %s",
+                    settings.model_refit_days, recent.name)
+    else:
+        snapshots = load_snapshots()
+        models = (train_user_prediction_models(snapshots, random_state=settings.random_state)
+                  if len(snapshots) else None)
+        if models is not None:
+            model_registry.save_model(root / as_of.isoformat(), models,
+                                      {"metrics": models.metrics, "settings_key": key})
     if models is None:
         logger.warning("no ml.user_predictions for %s (no closed 90-day snapshot window)", as_of)
         frame = predict_users_empty()
         metrics = {}
     else:
         frame = predict_users(models, profiles)
-        metrics = models.metrics
+        metrics = {**models.metrics, "model_age_days": float(age)}
     write_partition(con, "ml.user_predictions", frame, as_of)
     write_partition(con, "ml.model_runs", metrics_frame("user_predictions", metrics), as_of,
                      {"model": "user_predictions"})
@@ -192,7 +252,8 @@ def _save_model(settings: Settings, as_of: date, model: ResponseModel,
     """Persist the fitted model with its card (library versions, training fingerprint) and
     draw the run's picture."""
     day = as_of.isoformat()
-    card = model.model_card()
+    card = {**model.model_card(), "kind": model.kind,
+            "settings_key": _response_settings_key(settings)}
     if fingerprint is not None:
         card["training_fingerprint"] = fingerprint
     model_registry.save_model(settings.models_dir / "response" / day, model, card)

@@ -8,9 +8,10 @@ from datetime import date
 import pandas as pd
 import pyarrow as pa
 
-from marketing import warehouse
+from marketing import model_registry, warehouse
+from marketing.segment_model import assign_segments, segment_model
 from marketing.segment_report import write_segments_picture
-from marketing.segmentation import align_segment_ids, fit_segments
+from marketing.segmentation import SegmentationResult, align_segment_ids, fit_segments
 from marketing.settings import Settings
 from marketing.steps.common import as_date, metrics_frame
 
@@ -29,6 +30,10 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
     the result for D depends on the runs before it: a backfill of D after later dates
     reuses the ids of the latest run *before* D, and ids of dates run out of order can differ
     from a chronological run.
+
+    The fit is saved under ``models/segments/<D>/``. With ``settings.model_refit_days`` N > 1,
+    the dates after a fit assign their users to it until it is N days old
+    (:mod:`marketing.segment_model`); ``model_age_days`` in ``ml.model_runs`` says which.
     """
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
@@ -40,16 +45,8 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
         algorithm = settings.segment_algorithm
         if algorithm == "auto":
             algorithm = "ward" if len(profiles) <= settings.segment_ward_max_users else "kmeans"
-        result = fit_segments(
-            profiles.drop(columns=["as_of_date"]),
-            k_min=settings.segment_k_range[0],
-            k_max=settings.segment_k_range[1],
-            sample_size=settings.silhouette_sample_size,
-            random_state=settings.random_state,
-            algorithm=algorithm,
-            # k from D's data alone (no prefer_k from the previous run): a backfilled date
-            # must equal a fresh run of it; ids and names still carry over by matching.
-        )
+        result, age = _fit_or_reuse(profiles.drop(columns=["as_of_date"]), as_of, algorithm,
+                                    settings)
         result = align_segment_ids(
             result, previous, max_distance=settings.segment_match_max_distance
         )
@@ -64,7 +61,8 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
         warehouse.replace_partition(con, "ml.segment_model_selection", result.model_selection, as_of)
         warehouse.replace_partition(con, "ml.segment_changes", changes, as_of)
         kept = _share_kept(con, result.assignments, previous_date)
-        metrics = {"k": len(result.segments), "silhouette": result.silhouette}
+        metrics = {"k": len(result.segments), "silhouette": result.silhouette,
+                   "model_age_days": age}
         if kept is not None:
             metrics["share_users_kept_segment"] = kept
         warehouse.replace_partition(
@@ -94,6 +92,47 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
         "share_users_kept_segment": None if kept is None else round(kept, 4),
         "picture": str(picture),
     }
+
+
+def _fit_or_reuse(profiles: pd.DataFrame, as_of: date, algorithm: str,
+                  settings: Settings) -> tuple[SegmentationResult, int]:
+    """D's segmentation (in the fit's numbering) and the age in days of the fit it uses.
+
+    With ``settings.model_refit_days`` N > 1 the newest fit of the N - 1 days before D
+    (``models/segments/<date>/``, same settings, same feature columns) assigns D's users;
+    otherwise D is fitted and its model saved for the dates after it.
+    """
+    root = settings.models_dir / "segments"
+    key = model_registry.settings_key(
+        model="segments", algorithm=algorithm, k_range=list(settings.segment_k_range),
+        sample_size=settings.silhouette_sample_size, random_state=settings.random_state,
+    )
+    recent = model_registry.recent_fit(root, as_of, settings.model_refit_days, key)
+    if recent is not None:
+        model, _ = model_registry.load_model(recent)
+        if model.fits(profiles):
+            logger.info("refit cadence %d days: assigning users to the segments fitted on %s",
+                        settings.model_refit_days, recent.name)
+            result = assign_segments(model, profiles, settings.silhouette_sample_size,
+                                     settings.random_state)
+            model_registry.remove_run(root, as_of)
+            return result, (as_of - date.fromisoformat(recent.name)).days
+        logger.info("profile features changed since the segments fitted on %s: refitting",
+                    recent.name)
+    result = fit_segments(
+        profiles,
+        k_min=settings.segment_k_range[0],
+        k_max=settings.segment_k_range[1],
+        sample_size=settings.silhouette_sample_size,
+        random_state=settings.random_state,
+        algorithm=algorithm,
+        # k from D's data alone (no prefer_k from the previous run): a backfilled date
+        # must equal a fresh run of it; ids and names still carry over by matching.
+    )
+    model_registry.save_model(root / as_of.isoformat(), segment_model(result),
+                              {"settings_key": key, "k": result.k,
+                               "silhouette": result.silhouette, "algorithm": algorithm})
+    return result, 0
 
 
 def _previous_segments(con, as_of: date) -> tuple[pd.DataFrame, date | None]:
