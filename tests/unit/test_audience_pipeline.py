@@ -139,3 +139,59 @@ def test_small_ad_audience_is_logged_not_published(settings):
 
 def test_fixture_is_what_the_publisher_expects():
     assert Path(fixture.__file__).name == "audience_warehouse.py"
+
+
+def test_phone_parses_carry_over_to_the_next_publish(settings, monkeypatch):
+    """Each publish keeps the numbers it parsed; the next one parses only new numbers, with
+    byte-identical files; an erased user's number drops out of the kept parses."""
+    import phonenumbers
+
+    from marketing import identifiers
+
+    identifiers._PARSED.clear()  # a fresh process
+    fixture.write_day(settings.warehouse_path, D1)
+    publish_audiences(D1, "r1", settings)
+    first = {p.relative_to(settings.outbox_dir): p.read_bytes()
+             for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+        kept = con.execute("select phone, region, e164, phonenumbers_version "
+                           "from cache.phone_parses order by all").fetchall()
+    assert [(p, r) for p, r, _, _ in kept] == sorted(
+        zip(fixture.PHONES, fixture.COUNTRIES, strict=True))
+    assert {v for *_, v in kept} == {phonenumbers.__version__}
+    assert dict(((p, r), e) for p, r, e, _ in kept)[("(415) 555-0101", "US")] == "+14155550101"
+
+    identifiers._PARSED.clear()  # the next run's process knows nothing ...
+    calls = []
+    real_parse = phonenumbers.parse
+    monkeypatch.setattr(phonenumbers, "parse", lambda *a, **k: calls.append(a) or real_parse(*a, **k))
+    publish_audiences(D1, "r2", settings)
+    assert calls == []  # ... but the kept parses
+    again = {p.relative_to(settings.outbox_dir): p.read_bytes()
+             for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+    assert again == first
+
+    fixture.write_day(settings.warehouse_path, D1 + timedelta(days=1), erased={2})
+    publish_audiences(D1 + timedelta(days=1), "r3", settings)
+    assert calls == []
+    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+        phones = [r[0] for r in con.execute("select phone from cache.phone_parses").fetchall()]
+        tables = {r[0] for r in con.execute("select schema_name from duckdb_tables()").fetchall()}
+    assert "020 7946 0102" not in phones and len(phones) == 5
+    assert "cache" in tables
+
+
+def test_phone_parses_of_another_libphonenumber_version_are_ignored(settings, monkeypatch):
+    import phonenumbers
+
+    from marketing import identifiers
+
+    fixture.write_day(settings.warehouse_path, D1)
+    publish_audiences(D1, "r1", settings)
+    identifiers._PARSED.clear()
+    monkeypatch.setattr(phonenumbers, "__version__", "0.0.1")
+    calls = []
+    real_parse = phonenumbers.parse
+    monkeypatch.setattr(phonenumbers, "parse", lambda *a, **k: calls.append(a) or real_parse(*a, **k))
+    publish_audiences(D1, "r2", settings)
+    assert len(calls) == len(fixture.PHONES)

@@ -7,10 +7,12 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+import phonenumbers
 
 from marketing import warehouse
 from marketing.audience_config import definitions_frame, load_audiences
 from marketing.history import prune_history
+from marketing.identifiers import parsed_phones_used, seed_parsed_phones
 from marketing.publish import publish_audience
 from marketing.settings import Settings
 from marketing.snapshot import publish_analytics_copy
@@ -98,6 +100,7 @@ def publish_audiences(
     as_of = as_date(as_of_date)
     audiences = load_audiences(settings.audiences_path)
     with warehouse.connect(settings.warehouse_path) as con:
+        seed_parsed_phones(_earlier_phone_parses(con))
         members = warehouse.read_frame(con, _MEMBERS_SQL, [as_of, as_of, as_of])
         history = _email_history(con, as_of)
         erased_lines = _erased_lines(con)
@@ -154,7 +157,38 @@ def publish_audiences(
         warehouse.replace_partition(con, "ml.published_members", exported, as_of)
         _forget_erased(con)
         warehouse.replace_partition(con, "ml.publish_log", log, as_of)
+        _keep_phone_parses(con, parsed_phones_used())
     return {f"{r.channel}/{r.audience_name}": r.rows for r in results}
+
+
+PHONE_PARSES = "cache.phone_parses"
+"""Numbers this publish parsed (raw, region, E.164 or NULL, libphonenumber version): the next
+publish parses only numbers it has not seen. Replaced by every publish with exactly the
+numbers it used, so the numbers of users erased (or gone) since drop out; schema ``cache``
+is not part of the analysts' copy."""
+
+
+def _earlier_phone_parses(con) -> list[tuple[str, str | None, str | None]]:
+    """The previous publish's parses made by the running libphonenumber version."""
+    if not warehouse.table_exists(con, PHONE_PARSES):
+        return []
+    return con.execute(
+        f"select phone, region, e164 from {PHONE_PARSES} where phonenumbers_version = ?",
+        [phonenumbers.__version__],
+    ).fetchall()
+
+
+def _keep_phone_parses(con, parsed: list[tuple[str, str | None, str | None]]) -> None:
+    frame = pd.DataFrame(parsed, columns=["phone", "region", "e164"]).astype("string")
+    frame["phonenumbers_version"] = pd.Series([phonenumbers.__version__] * len(frame),
+                                              dtype="string")
+    con.execute("create schema if not exists cache")
+    con.register("phone_parses_frame", frame)
+    try:
+        con.execute(f"create or replace table {PHONE_PARSES} as "
+                    "select * from phone_parses_frame")
+    finally:
+        con.unregister("phone_parses_frame")
 
 
 def _email_history(con, as_of: date) -> pd.DataFrame:
