@@ -137,3 +137,19 @@ def test_refit_days_must_be_a_positive_integer(tmp_path, monkeypatch):
     assert Settings.from_env().model_refit_days == 1
     with pytest.raises(ValueError, match="model_refit_days must be an integer >= 1"):
         dataclasses.replace(Settings.from_env(), model_refit_days=0)
+
+
+def test_a_fit_without_silhouette_is_saved(tmp_path, profiles):
+    """Identical users: no silhouette (NaN) for any k; the card stores null, not NaN."""
+    same = pd.concat([profiles.iloc[[0]]] * 6, ignore_index=True).assign(user_id=range(1, 7))
+    settings = Settings(data_dir=tmp_path, warehouse_path=tmp_path / "warehouse.duckdb",
+                        analytics_path=tmp_path / "analytics.duckdb", segment_k_range=(2, 3),
+                        silhouette_sample_size=6, model_refit_days=2)
+    with warehouse.connect(settings.warehouse_path) as con:
+        for day in DAYS[:2]:
+            warehouse.replace_partition(con, "marts.user_profiles", same, day)
+    first = build_segments(DAYS[0], settings)
+    assert first["silhouette"] != first["silhouette"]  # NaN
+    card = (settings.models_dir / "segments" / DAYS[0].isoformat() / "model_card.json")
+    assert '"silhouette": null' in card.read_text()
+    assert build_segments(DAYS[1], settings)["segments"] == first["segments"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -130,8 +131,10 @@ def _fit_or_reuse(profiles: pd.DataFrame, as_of: date, algorithm: str,
         # must equal a fresh run of it; ids and names still carry over by matching.
     )
     model_registry.save_model(root / as_of.isoformat(), segment_model(result),
-                              {"settings_key": key, "k": result.k,
-                               "silhouette": result.silhouette, "algorithm": algorithm})
+                              {"settings_key": key, "k": result.k, "algorithm": algorithm,
+                               # JSON has no NaN (silhouette undefined on degenerate data)
+                               "silhouette": (result.silhouette
+                                              if np.isfinite(result.silhouette) else None)})
     return result, 0
 
 
