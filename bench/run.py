@@ -163,7 +163,8 @@ def _timed(
         bar.update(1)
 
 
-def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path) -> list[dict]:
+def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
+              extra_vars: dict | None = None) -> list[dict]:
     """``dbt build --select <selectors>`` for D in process; returns per-node timings.
 
     Raises
@@ -175,7 +176,7 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path) -> 
 
     args = [
         "build", "--select", *selectors,
-        "--vars", json.dumps({"as_of_date": as_of.isoformat()}),
+        "--vars", json.dumps({"as_of_date": as_of.isoformat(), **(extra_vars or {})}),
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_project_dir),
         "--target-path", str(target_dir),
@@ -234,7 +235,8 @@ def refresh(
         ("land", lambda: pipeline.land_day(as_of, settings)),
         ("dbt_profiles", lambda: nodes.extend(
             {**n, "stage": "dbt_profiles"}
-            for n in dbt_build(["tag:profiles"], as_of, settings, target_dir))),
+            for n in dbt_build(["tag:profiles"], as_of, settings, target_dir, {
+                "training_marts_from": pipeline_plan(as_of, settings)}))),
         ("segments", lambda: pipeline.build_segments(as_of, settings)),
         ("recommendations", lambda: pipeline.build_recommendations(as_of, settings)),
         ("scores", lambda: pipeline.score_campaigns(as_of, settings)),
@@ -506,6 +508,8 @@ def run_benchmark(
         "incremental_day_reused_models_s": reused_day_s,
         "incremental_reused_models_stages": reused,
         "reuse_refit_days": REUSE_REFIT_DAYS,
+        # the fit date whose training marts the reuse pass kept ("" = rebuilt)
+        "reuse_training_marts_from": pipeline_plan(next_day, reuse),
         "seconds_per_million_events": round(total_wall_s / max(events_full, 1) * 1e6, 3),
         "dbt_slowest_nodes": slowest,
         # Seconds dbt spent inside models and tests; the rest of the stage is dbt's own
@@ -518,6 +522,13 @@ def run_benchmark(
         "dense_user_user_baseline": baseline,
         "machine": machine,
     }
+
+
+def pipeline_plan(as_of: date, settings) -> str:
+    """The DAG's plan_models for ``as_of``: the date whose training marts dbt keeps."""
+    from marketing.pipeline import training_marts_to_keep
+
+    return training_marts_to_keep(as_of, settings)
 
 
 def render_markdown(result: dict) -> str:

@@ -6,8 +6,10 @@ audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is r
 
 1. **land**: the landing zone's partitions dated on or before D into `raw` (bad rows to
    `raw.rejected_rows`; a structurally unusable file fails the run before anything is written).
-   **source_freshness** then runs `dbt source freshness` as of D (not as of today, so
-   backfills are judged fairly): D's events must have landed.
+   **plan_models** names the date whose fitted models D reuses under a refit cadence
+   (`MARKETING_MODEL_REFIT_DAYS` > 1; by default none), so dbt keeps that date's training
+   marts instead of rebuilding them. **source_freshness** then runs `dbt source freshness` as
+   of D (not as of today, so backfills are judged fairly): D's events must have landed.
 2. **dbt_profiles**: dbt staging and marts (`user_profiles`, `user_item_interactions`,
    `fct_campaign_sends`, `dim_users`, ...), one Airflow task per model (Cosmos, `dbt build`,
    so each model's tests gate its children).
@@ -87,7 +89,9 @@ PROFILE_CONFIG = ProfileConfig(
     profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
 )
 DBT_OPERATOR_ARGS = {
-    "vars": {"as_of_date": "{{ ds }}"},
+    # training_marts_from: plan_models' date whose training marts D keeps ("" = rebuild them)
+    "vars": {"as_of_date": "{{ ds }}",
+             "training_marts_from": "{{ ti.xcom_pull(task_ids='plan_models') or '' }}"},
     "pool": WRITER_POOL,
     "install_deps": False,
 }
@@ -131,6 +135,13 @@ def segment_refresh():
         from marketing.pipeline import land_day
 
         return land_day(ds)
+
+    @task
+    def plan_models(ds: str | None = None) -> str:
+        # refit cadence: the date whose fits (and so training marts) D reuses, "" = none
+        from marketing.pipeline import training_marts_to_keep
+
+        return training_marts_to_keep(ds)
 
     @task
     def segments(ds: str | None = None) -> dict:
@@ -194,7 +205,7 @@ def segment_refresh():
     recommend_step = recommendations()
     score_step = response_scores()
 
-    land() >> freshness >> profiles >> [segment_step, score_step]
+    land() >> plan_models() >> freshness >> profiles >> [segment_step, score_step]
     # Cold-start users get their segment's popular items: segments before recommendations.
     segment_step >> recommend_step
     [recommend_step, score_step] >> audience_definitions() >> audiences

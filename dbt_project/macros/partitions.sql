@@ -24,3 +24,51 @@
         where is_erased
     )
 {%- endmacro %}
+
+
+{% macro keep_training_mart() -%}
+    {#-
+        True when this training mart (fct_campaign_sends, fct_user_snapshots) may be kept as
+        built by an earlier run instead of rebuilt for D: under a model refit cadence
+        (MARKETING_MODEL_REFIT_DAYS > 1) the DAG's plan_models task passes var
+        `training_marts_from` = the date A whose fitted models D reuses (so D fits nothing on
+        these marts), and the table was built for one date in [A, D] (point in time: never
+        after D). Anything else (var unset, table missing or built for a date outside
+        [A, D], A not before D) rebuilds as of D.
+    -#}
+    {%- set kept_from = var('training_marts_from', '') | string | trim -%}
+    {%- if not execute or kept_from in ('', 'None') -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', kept_from) -%}
+        {{ exceptions.raise_compiler_error(
+            "var 'training_marts_from' must be a date as YYYY-MM-DD or empty, got '"
+            ~ kept_from ~ "'"
+        ) }}
+    {%- endif -%}
+    {%- if kept_from >= as_of_date() -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set relation = adapter.get_relation(this.database, this.schema, this.identifier) -%}
+    {%- if relation is none -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set built = run_query(
+        "select cast(min(as_of_date) as varchar), cast(max(as_of_date) as varchar) from "
+        ~ relation
+    ) -%}
+    {%- set low, high = built.rows[0][0], built.rows[0][1] -%}
+    {{ return(low is not none and low == high and kept_from <= low <= as_of_date()) }}
+{%- endmacro %}
+
+
+{% macro kept_training_rows(users_model) -%}
+    {#- The kept mart's rows minus users erased by D (erasure reaches kept marts too). -#}
+    select kept.*
+    from {{ this }} as kept
+    where kept.user_id not in (
+        select user_id
+        from {{ ref(users_model) }}
+        where is_erased
+    )
+{%- endmacro %}

@@ -16,7 +16,7 @@ from marketing.steps.publishing import (
     publish_snapshot,
 )
 from marketing.steps.recommendations import build_recommendations, read_interactions
-from marketing.steps.scores import score_campaigns
+from marketing.steps.scores import score_campaigns, training_marts_to_keep
 from marketing.steps.segments import build_segments
 
 __all__ = [
@@ -29,4 +29,5 @@ __all__ = [
     "publish_snapshot",
     "read_interactions",
     "score_campaigns",
+    "training_marts_to_keep",
 ]

@@ -51,6 +51,17 @@ def test_order_land_dbt_ml_audiences_publish(dagbag):
     assert dag.get_task("deliver").upstream_task_ids == {"publish"}
 
 
+def test_dbt_tasks_get_the_refit_plan(dagbag):
+    """dbt keeps the training marts of the date plan_models names (refit cadence)."""
+    dag = dagbag.get_dag("segment_refresh")
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt_profiles.")]
+    assert dbt_tasks
+    for task in dbt_tasks:
+        assert task.vars["training_marts_from"] == (
+            "{{ ti.xcom_pull(task_ids='plan_models') or '' }}")
+        assert "vars" in task.template_fields
+
+
 def test_domain_package_never_imports_airflow():
     offenders = [
         str(p)
@@ -71,7 +82,8 @@ def test_quality_gates_come_before_publish(dagbag):
     assert "source_freshness" in gates and len(gates) > 5
     assert set(gates) <= upstream
     freshness = dag.get_task("source_freshness")
-    assert freshness.upstream_task_ids == {"land"}
+    assert freshness.upstream_task_ids == {"plan_models"}
+    assert dag.get_task("plan_models").upstream_task_ids == {"land"}
     assert {t.trigger_rule for t in dag.tasks} == {"all_success"}
     # Tests on two models run after both (not inside one parent's dbt build).
     detached = [t for t in dag.tasks if "relationships" in t.task_id]

@@ -115,6 +115,9 @@ def test_second_incremental_run_reused_the_full_refresh_fits(tiny_result):
                     (next_day, "user_predictions", 1.0)]
     for model in ("response", "segments", "user_predictions"):
         assert [p.name for p in (work / "models" / model).iterdir()] == [D.isoformat()]
+    # the reuse pass told dbt to keep the training marts (they were built for D + 1 by the
+    # pass before it, within [D, D + 1]: kept; tests/unit/test_scoring_quality.py checks dbt)
+    assert result["reuse_training_marts_from"] == D.isoformat()
 
 
 def test_results_files_are_written_and_summarised(tiny_result, tmp_path):

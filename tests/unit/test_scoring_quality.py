@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -317,3 +317,59 @@ def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog):
     ages = _read(settings, "select value from ml.model_runs where as_of_date = ? "
                  "and metric = 'model_age_days'", [end])
     assert ages["value"].tolist() == [0.0, 0.0]
+
+
+def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp_path):
+    """dbt var training_marts_from = A keeps marts built for A (minus users erased since);
+    anything else rebuilds them as of D. The plan names A only when D reuses both fits."""
+    settings, end = shop
+    work = tmp_path / "shop"
+    shutil.copytree(settings.data_dir, work, ignore=shutil.ignore_patterns("target", "logs"))
+    warehouse = work / "warehouse.duckdb"
+    copy = dataclasses.replace(settings, data_dir=work, warehouse_path=warehouse)
+    marts = ("marts.fct_campaign_sends", "marts.fct_user_snapshots")
+    query = "select * from {} order by all"
+    before = {t: _read(copy, query.format(t)) for t in marts}
+    erased = int(before["marts.fct_campaign_sends"]["user_id"].iloc[0])
+    next_day = end + timedelta(days=1)
+    with duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG)) as con:
+        con.execute("insert into raw.erasure_requests values (?, ?, ?, 'test')",
+                    [erased, datetime.combine(next_day, datetime.min.time()), next_day])
+    select = ["--select", "+fct_campaign_sends", "+fct_user_snapshots"]
+    # the plan: D + 1 reuses end's fits under a 2-day cadence, not under the default
+    assert pipeline.training_marts_to_keep(next_day, copy) == ""
+    cadence = dataclasses.replace(copy, model_refit_days=2)
+    assert pipeline.training_marts_to_keep(next_day, cadence) == end.isoformat()
+    assert pipeline.training_marts_to_keep(end, cadence) == ""  # never D's own fit
+
+    _dbt(["run", *select, "--vars",
+          f"{{as_of_date: '{next_day}', training_marts_from: '{end}'}}"], warehouse, work)
+    for table, frame in before.items():
+        kept = _read(copy, query.format(table))
+        expected = frame[frame["user_id"] != erased].reset_index(drop=True)
+        assert len(expected) < len(frame) or table.endswith("snapshots")
+        pd.testing.assert_frame_equal(kept, expected, check_dtype=False)
+
+
+    def built_for(*options: str) -> list[date]:
+        if options:
+            _dbt(["run", *select, "--vars", "{" + ", ".join(options) + "}"], warehouse, work)
+        return sorted({pd.Timestamp(d).date() for t in marts for d in
+                       _read(copy, f"select distinct as_of_date from {t}")["as_of_date"]})
+
+    assert built_for() == [end]  # kept
+    # without the var: rebuilt as of D (the erased user still gone)
+    assert built_for(f"as_of_date: '{next_day}'") == [next_day]
+    for table in marts:
+        assert erased not in set(_read(copy, f"select user_id from {table}")["user_id"])
+    # built for a date in [A, D] (e.g. by an earlier run of D): kept
+    assert built_for(f"as_of_date: '{next_day}'", f"training_marts_from: '{end}'") == [next_day]
+    # built before A: rebuilt
+    later = next_day + timedelta(days=1)
+    assert built_for(f"as_of_date: '{later}'", f"training_marts_from: '{later}'") == [later]
+    assert built_for(f"as_of_date: '{later + timedelta(days=2)}'",
+                     f"training_marts_from: '{later + timedelta(days=1)}'") == [
+        later + timedelta(days=2)]
+    with pytest.raises(RuntimeError, match="fits a model on it"):
+        scores_step._require_built_for(before["marts.fct_campaign_sends"],
+                                       "marts.fct_campaign_sends", next_day)

@@ -114,6 +114,48 @@ def _read_snapshots(con, closed_only: bool) -> pd.DataFrame:
     )
 
 
+def training_marts_to_keep(as_of_date: date | str, settings: Settings | None = None) -> str:
+    """The date A whose training marts a run for D can keep (dbt var ``training_marts_from``),
+    or ``""`` when D must rebuild them.
+
+    Under a refit cadence, D fits nothing from ``marts.fct_campaign_sends`` and
+    ``marts.fct_user_snapshots`` when it reuses both the response and the churn/spend fits,
+    and those were made on the same date A: the marts built for A then stay as they are
+    (minus users erased since), which saves rebuilding the two costliest dbt models.
+    """
+    settings = settings or Settings.from_env()
+    as_of = as_date(as_of_date)
+    if settings.model_refit_days == 1:
+        return ""
+    response = model_registry.recent_fit(settings.models_dir / "response", as_of,
+                                         settings.model_refit_days,
+                                         _response_settings_key(settings))
+    predictions = model_registry.recent_fit(settings.models_dir / "user_predictions", as_of,
+                                            settings.model_refit_days,
+                                            _predictions_settings_key(settings))
+    if response is None or predictions is None or response.name != predictions.name:
+        return ""
+    return response.name
+
+
+def _require_built_for(frame: pd.DataFrame, table: str, as_of: date) -> None:
+    """A fit for D must read training rows built for D, not rows kept from an earlier date."""
+    if len(frame) and "as_of_date" in frame.columns:
+        built = pd.to_datetime(frame["as_of_date"]).dt.date.unique()
+        if len(built) != 1 or built[0] != as_of:
+            raise RuntimeError(
+                f"{table} holds rows built for {sorted(built)}, not for {as_of}, but {as_of} "
+                "fits a model on it: the refit plan changed after dbt ran (models/ edited?); "
+                "re-run the date from dbt_profiles on"
+            )
+
+
+def _predictions_settings_key(settings: Settings) -> str:
+    return model_registry.settings_key(model="user_predictions",
+                                       random_state=settings.random_state,
+                                       max_rows=TRAIN_MAX_ROWS)
+
+
 REUSED = "refit_cadence"
 """Model source prefix of a fit reused under ``Settings.model_refit_days``."""
 
@@ -180,6 +222,7 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
         logger.info("training sends unchanged since %s: reusing its fit", same.name)
         return model, f"same_training_data:{same.name}"
     if len(sends):
+        _require_built_for(sends, "marts.fct_campaign_sends", as_of)
         model = train_response_model(sends, random_state=settings.random_state,
                                      uplift_min_positives=settings.uplift_min_positives,
                                      **minimums)
@@ -187,6 +230,7 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
         logger.warning("no campaign history by %s: falling back to the purchase-in-30-days "
                        "propensity", as_of)
         snapshots = load_snapshots()
+        _require_built_for(snapshots, "marts.fct_user_snapshots", as_of)
         model = (train_purchase_model(snapshots, random_state=settings.random_state, **minimums)
                  if len(snapshots) else None)
     if model is not None:
@@ -209,9 +253,7 @@ def _user_predictions(con, as_of: date, load_snapshots: Callable[[], pd.DataFram
     """Fit churn / spend on closed 90-day snapshots (or reuse a recent fit, see
     :func:`score_campaigns`); write ``ml.user_predictions``."""
     root = settings.models_dir / "user_predictions"
-    key = model_registry.settings_key(model="user_predictions",
-                                      random_state=settings.random_state,
-                                      max_rows=TRAIN_MAX_ROWS)
+    key = _predictions_settings_key(settings)
     recent = model_registry.recent_fit(root, as_of, settings.model_refit_days, key)
     age = 0
     if recent is not None:
@@ -222,6 +264,7 @@ def _user_predictions(con, as_of: date, load_snapshots: Callable[[], pd.DataFram
                     settings.model_refit_days, recent.name)
     else:
         snapshots = load_snapshots()
+        _require_built_for(snapshots, "marts.fct_user_snapshots", as_of)
         models = (train_user_prediction_models(snapshots, random_state=settings.random_state)
                   if len(snapshots) else None)
         if models is not None:

@@ -1,4 +1,8 @@
 {%- set share_categories = get_share_categories() %}
+{%- if keep_training_mart() %}
+-- refit cadence: D reuses models fitted for var training_marts_from, so their training rows stay
+{{ kept_training_rows('int_users_with_privacy_flags') }}
+{%- else %}
 
 with
 
@@ -111,3 +115,4 @@ campaign_sends as (
 )
 
 select * from campaign_sends
+{%- endif %}

@@ -8,6 +8,10 @@
 -#}
 {%- set share_categories = get_share_categories() %}
 {%- set snapshot_days_back = [30, 60, 90] %}
+{%- if keep_training_mart() %}
+-- refit cadence: D reuses models fitted for var training_marts_from, so their training rows stay
+{{ kept_training_rows('int_users_with_privacy_flags') }}
+{%- else %}
 
 with
 
@@ -118,3 +122,4 @@ user_snapshots as (
 )
 
 select * from user_snapshots
+{%- endif %}
