@@ -559,8 +559,9 @@ def render_markdown(result: dict) -> str:
         f"| **{result['full_refresh_peak_rss_mb']:,.0f}** |",
         "",
         f"- incremental day, models reused: D + 1 re-run with model_refit_days = "
-        f"{result.get('reuse_refit_days', REUSE_REFIT_DAYS)} (segments, churn/spend and "
-        "response use D's fits); the default (1) refits every day",
+        f"{result.get('reuse_refit_days', REUSE_REFIT_DAYS)}: segments, churn/spend and "
+        "response use D's fits and dbt keeps the training marts (fct_campaign_sends, "
+        "fct_user_snapshots); the default (1) refits every day",
         f"- peak RSS: {result['peak_rss_mb']:,.0f} MB (full refresh alone "
         f"{result['full_refresh_peak_rss_mb']:,.0f} MB); sample generation "
         f"{result['generate_s']:.1f} s (not part of the refresh)",
