@@ -50,6 +50,16 @@ def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = N
     return con.execute(sql, params or []).df()
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> Iterator[str]:
+    """Expose ``frame`` to SQL as view ``name`` for the ``with`` block."""
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
 def tables_with_columns(
     con: duckdb.DuckDBPyConnection, schemas: Sequence[str], columns: Sequence[str]
 ) -> list[str]:

@@ -40,10 +40,7 @@ def write_partition(con, table: str, frame: pd.DataFrame, as_of: date,
     if table == "ml.model_runs":
         typed = typed.astype({"metric": "str", "value": "float64", "model": "str"})
     con.execute(f"create schema if not exists {table.split('.')[0]}")
-    con.register("_empty_incoming", typed)
-    try:
+    with warehouse.registered(con, "_empty_incoming", typed) as view:
         con.execute(f"create table {table} as select *, cast(null as date) as as_of_date "
-                    "from _empty_incoming limit 0")
-    finally:
-        con.unregister("_empty_incoming")
+                    f"from {view} limit 0")
     return 0

@@ -183,12 +183,8 @@ def _keep_phone_parses(con, parsed: list[tuple[str, str | None, str | None]]) ->
     frame["phonenumbers_version"] = pd.Series([phonenumbers.__version__] * len(frame),
                                               dtype="string")
     con.execute("create schema if not exists cache")
-    con.register("phone_parses_frame", frame)
-    try:
-        con.execute(f"create or replace table {PHONE_PARSES} as "
-                    "select * from phone_parses_frame")
-    finally:
-        con.unregister("phone_parses_frame")
+    with warehouse.registered(con, "phone_parses_frame", frame) as view:
+        con.execute(f"create or replace table {PHONE_PARSES} as select * from {view}")
 
 
 def _email_history(con, as_of: date) -> pd.DataFrame:
