@@ -96,3 +96,15 @@ def test_ui_published_on_loopback_only(compose):
     ports = compose["services"]["airflow-api-server"]["ports"]
     assert ports and all(str(p).startswith("127.0.0.1:") for p in ports)
     assert "ports" not in compose["services"]["postgres"]
+
+
+def test_pipeline_settings_pass_through_from_env_file(compose):
+    """The tunables read from the environment (README "Configuration") reach every Airflow
+    container, with the documented defaults, and .env.example names them."""
+    example = (REPO_ROOT / ".env.example").read_text()
+    environment = compose["services"]["airflow-scheduler"]["environment"]
+    for variable, default in (("MARKETING_RELAND_DAYS", "1"),
+                              ("MARKETING_MODEL_REFIT_DAYS", "1"),
+                              ("MARKETING_HISTORY_DAYS", "")):
+        assert environment[variable] == f"${{{variable}:-{default}}}"
+        assert re.search(rf"^{variable}={default}$", example, re.M), variable
