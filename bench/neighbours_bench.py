@@ -106,7 +106,8 @@ def _worker(kind: str, matrix_path: Path, k: int) -> dict:
     matrix = sp.load_npz(matrix_path).tocsr()
     if kind == "neighbours":
         sys.path.insert(0, str(REPO_ROOT / "include"))
-        from marketing.neighbours import InteractionMatrix, item_neighbours
+        from marketing.interactions import InteractionMatrix
+        from marketing.neighbours import item_neighbours
 
         purchased = sp.csr_matrix(matrix.shape, dtype=bool)
         labelled = InteractionMatrix(

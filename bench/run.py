@@ -290,7 +290,7 @@ def generate_sample(scale: str, data_dir: Path, end_date: date) -> dict:
 
 def _user_item_matrix(settings, as_of: date):
     from marketing import warehouse
-    from marketing.neighbours import interaction_matrix
+    from marketing.interactions import interaction_matrix
     from marketing.pipeline import read_interactions
 
     with warehouse.connect(settings.warehouse_path) as con:

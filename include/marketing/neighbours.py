@@ -26,334 +26,42 @@ SAR) rank functions of the co-occurrence counts and run on the blocked engine.
 :func:`content_neighbours` covers items without interactions (same category, nearest price).
 
 Ties. Floating-point sums of mathematically equal similarities can differ in the last bits,
-so similarities are rounded to :data:`SIGNIFICANT_DIGITS` significant decimal digits
-(:func:`round_significant`); the rounded value is both the published similarity and the
-sort key. Equal rounded values are ties, broken by neighbour item id ascending.
+so similarities are rounded to :data:`marketing.top_k.SIGNIFICANT_DIGITS` significant
+decimal digits (:func:`marketing.top_k.round_significant`); the rounded value is both the
+published similarity and the sort key. Equal rounded values are ties, broken by neighbour
+item id ascending.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from marketing.interactions import InteractionMatrix
+from marketing.top_k import (
+    MAX_BLOCK_PRODUCTS,
+    product_blocks,
+    rank_in_group,
+    round_significant,
+    top_k_per_row,
+)
+
 logger = logging.getLogger(__name__)
 
-SIGNIFICANT_DIGITS = 7
-"""Similarities and scores are rounded to this many significant digits (tie detection)."""
-
-MAX_BLOCK_PRODUCTS = 4_000_000
-"""Default bound on scalar products (so result entries) held per block (~0.3 GB)."""
 
 METHODS = ("auto", "sparse_dot_topn", "blocked")
 
 SIMILARITIES = ("cosine", "jaccard", "lift")
 """Item-item similarities: cosine on strengths; Jaccard and lift on co-occurrence counts (SAR)."""
 
-INTERACTION_COLUMNS = ("user_id", "item_id", "strength", "has_purchased")
 
 NEIGHBOUR_COLUMNS = ("item_id", "neighbour_item_id", "rank", "similarity")
 
 
-@dataclass(frozen=True, eq=False)
-class InteractionMatrix:
-    """A user x item interaction matrix with its row and column labels.
-
-    Attributes
-    ----------
-    strength : scipy.sparse.csr_matrix
-        ``(n_users, n_items)`` float32 interaction strengths, all stored values > 0,
-        canonical format (sorted indices, no duplicates).
-    user_ids : numpy.ndarray
-        int64 user id of each row, sorted ascending, unique.
-    item_ids : numpy.ndarray
-        int64 item id of each column, sorted ascending, unique.
-    purchased : scipy.sparse.csr_matrix
-        ``(n_users, n_items)`` bool matrix, True where the user purchased the item.
-    """
-
-    strength: sp.csr_matrix
-    user_ids: np.ndarray
-    item_ids: np.ndarray
-    purchased: sp.csr_matrix
-
-    def __post_init__(self) -> None:
-        shape = (len(self.user_ids), len(self.item_ids))
-        if self.strength.shape != shape or self.purchased.shape != shape:
-            raise ValueError(
-                f"strength and purchased must have shape {shape} (users x items), got "
-                f"{self.strength.shape} and {self.purchased.shape}"
-            )
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(n_users, n_items)``."""
-        return self.strength.shape
-
-
-def dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct ids and each value's position among them, in linear time.
-
-    The result equals ``np.unique(ids, return_inverse=True)``. Sorted input (what an SQL
-    ``order by`` returns) and ids in a compact range (at most about twice as wide as the
-    input) take one pass; anything else falls back to :func:`numpy.unique` (a sort or hash).
-
-    Parameters
-    ----------
-    ids : numpy.ndarray
-        int64 ids.
-
-    Returns
-    -------
-    tuple of numpy.ndarray
-        ``(distinct, codes)`` with ``distinct[codes] == ids``; codes are int64.
-    """
-    ids = np.asarray(ids, dtype=np.int64)
-    if len(ids) == 0:
-        return ids.copy(), np.zeros(0, dtype=np.int64)
-    if bool(np.all(ids[1:] >= ids[:-1])):
-        starts = np.empty(len(ids), dtype=bool)
-        starts[0] = True
-        np.not_equal(ids[1:], ids[:-1], out=starts[1:])
-        return ids[starts], np.cumsum(starts, dtype=np.int64) - 1
-    low = int(ids.min())
-    span = int(ids.max()) - low + 1
-    if span <= 2 * len(ids) + (1 << 20):
-        offsets = ids - low
-        present = np.zeros(span, dtype=bool)
-        present[offsets] = True
-        code_of = np.cumsum(present, dtype=np.int64) - 1
-        return np.flatnonzero(present) + low, code_of[offsets]
-    distinct, codes = np.unique(ids, return_inverse=True)
-    return distinct, codes.astype(np.int64).reshape(-1)
-
-
-def count_duplicates(keys: np.ndarray) -> int:
-    """How many entries of ``keys`` repeat an earlier one (linear when strictly increasing)."""
-    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
-        return 0
-    return len(keys) - len(np.unique(keys))
-
-
-def interaction_matrix(interactions: pd.DataFrame) -> InteractionMatrix:
-    """Build the sparse user x item matrix from ``marts.user_item_interactions`` rows.
-
-    Parameters
-    ----------
-    interactions : pandas.DataFrame
-        One row per (user_id, item_id) with at least ``user_id``, ``item_id``,
-        ``strength`` (finite, > 0) and ``has_purchased`` (bool). Other columns are ignored.
-        Pass a single ``as_of_date`` partition.
-
-    Returns
-    -------
-    InteractionMatrix
-        Rows are the distinct users, columns the distinct items, both sorted by id.
-
-    Raises
-    ------
-    ValueError
-        On a missing column, a null id or flag, a non-positive or non-finite strength,
-        or a duplicated (user_id, item_id) pair.
-    """
-    missing = [column for column in INTERACTION_COLUMNS if column not in interactions.columns]
-    if missing:
-        raise ValueError(
-            f"interactions lack required columns {missing}, got {list(interactions.columns)}"
-        )
-    for column in INTERACTION_COLUMNS:
-        nulls = int(interactions[column].isna().sum())
-        if nulls:
-            raise ValueError(f"interactions.{column} must not be null, got {nulls} null rows")
-    users = interactions["user_id"].to_numpy(dtype=np.int64)
-    items = interactions["item_id"].to_numpy(dtype=np.int64)
-    strength = interactions["strength"].to_numpy(dtype=np.float64)
-    has_purchased = interactions["has_purchased"].to_numpy(dtype=bool)
-    bad = ~(np.isfinite(strength) & (strength > 0))
-    if bad.any():
-        raise ValueError(
-            f"interactions.strength must be finite and > 0, got {int(bad.sum())} bad rows "
-            f"(first: {strength[bad][0]!r})"
-        )
-    user_ids, rows = dense_codes(users)
-    item_ids, cols = dense_codes(items)
-    shape = (len(user_ids), len(item_ids))
-    keys = rows.astype(np.int64) * max(shape[1], 1) + cols
-    duplicates = count_duplicates(keys)
-    if duplicates:
-        raise ValueError(
-            "interactions must have one row per (user_id, item_id) (a single as_of_date), "
-            f"got {duplicates} duplicated pairs"
-        )
-    matrix = sp.csr_matrix((strength.astype(np.float32), (rows, cols)), shape=shape)
-    matrix.sort_indices()
-    purchased = sp.csr_matrix(
-        (np.ones(int(has_purchased.sum()), dtype=bool), (rows[has_purchased], cols[has_purchased])),
-        shape=shape,
-    )
-    purchased.sort_indices()
-    logger.info("interaction matrix: %d users x %d items, %d interactions", *shape, matrix.nnz)
-    return InteractionMatrix(
-        strength=matrix, user_ids=user_ids, item_ids=item_ids, purchased=purchased
-    )
-
-
-def round_significant(values: np.ndarray, digits: int = SIGNIFICANT_DIGITS) -> np.ndarray:
-    """Round to ``digits`` significant decimal digits (the tie-detection rule).
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        Finite floats.
-    digits : int, default :data:`SIGNIFICANT_DIGITS`
-        Significant digits to keep (>= 1).
-
-    Returns
-    -------
-    numpy.ndarray
-        float64 array; each value is the double nearest to its rounded decimal, so
-        ``0.3333333`` prints as such. Zeros stay zero.
-    """
-    if digits < 1:
-        raise ValueError(f"digits must be >= 1, got {digits}")
-    values = np.asarray(values, dtype=np.float64)
-    out = np.zeros_like(values)
-    nonzero = values != 0
-    x = values[nonzero]
-    scale = digits - 1 - np.floor(np.log10(np.abs(x))).astype(np.int64)
-    up = scale >= 0
-    factor = 10.0 ** np.abs(scale)  # exact for |scale| <= 22
-    out[nonzero] = np.where(up, np.round(x * factor) / factor, np.round(x / factor) * factor)
-    return out
-
-
-def top_k_per_row(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Select the ``k`` best entries of every row of a sparse matrix in coordinate form.
-
-    Order within a row: rounded value (:func:`round_significant`) descending, then column
-    ascending. Columns stand for sorted ids, so "column ascending" is "id ascending".
-    Linear work per entry: the ``k``-th largest value of each longer row is found with
-    :func:`numpy.partition` on rows padded to a power-of-two width (dense chunks of at
-    most :data:`PARTITION_CELLS` cells); only entries that can round to at least that value
-    are rounded and sorted.
-
-    Parameters
-    ----------
-    rows, cols : numpy.ndarray
-        Integer coordinates of the stored entries (any order, no duplicate pairs).
-    values : numpy.ndarray
-        Raw (unrounded) finite values of the entries.
-    k : int
-        Entries to keep per row (>= 1).
-
-    Returns
-    -------
-    selected : numpy.ndarray
-        Positions into the inputs of the kept entries, sorted by row then rank.
-    rank : numpy.ndarray
-        int32 rank (1..k) of each kept entry within its row.
-    rounded : numpy.ndarray
-        float64 rounded value of each kept entry.
-    """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    rows = np.asarray(rows)
-    values = np.asarray(values, dtype=np.float64)
-    n = len(rows)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0)
-    grouping = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else None
-    grouped_rows = rows if grouping is None else rows[grouping]
-    grouped_values = values if grouping is None else values[grouping]
-    starts = np.flatnonzero(np.r_[True, grouped_rows[1:] != grouped_rows[:-1]])
-    lengths = np.diff(np.r_[starts, n])
-    group = np.repeat(np.arange(len(starts)), lengths)
-    kth = _kth_largest(grouped_values, starts, lengths, k)
-    # round() is monotone, so the k-th largest key is the key of the k-th largest value;
-    # a value can share that key only within 2e-6 (relative) of it.
-    bound = kth[group]
-    candidates = np.flatnonzero(grouped_values >= bound - 2e-6 * np.abs(bound))
-    keys = round_significant(grouped_values[candidates])
-    kth_key = np.where(np.isfinite(kth), round_significant(np.nan_to_num(kth, neginf=0.0)), -np.inf)
-    candidates, keys = (
-        candidates[keys >= kth_key[group[candidates]]],
-        keys[keys >= kth_key[group[candidates]]],
-    )
-    original = candidates if grouping is None else grouping[candidates]
-    order = np.lexsort((np.asarray(cols)[original], -keys, group[candidates]))
-    rank = _rank_in_group(group[candidates][order])
-    keep = rank < k
-    return original[order][keep], (rank[keep] + 1).astype(np.int32), keys[order][keep]
-
-
-PARTITION_CELLS = 4_000_000
-"""Cells of one dense padded chunk used to find per-row k-th largest values."""
-
-
-def _kth_largest(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, k: int) -> np.ndarray:
-    """k-th largest value of each group of ``values`` (contiguous groups); -inf if shorter."""
-    kth = np.full(len(starts), -np.inf)
-    long_groups = np.flatnonzero(lengths > k)
-    if not len(long_groups):
-        return kth
-    widths = 2 ** np.ceil(np.log2(lengths[long_groups])).astype(np.int64)
-    for width in np.unique(widths):
-        members = long_groups[widths == width]
-        per_chunk = max(1, PARTITION_CELLS // int(width))
-        for begin in range(0, len(members), per_chunk):
-            chunk = members[begin : begin + per_chunk]
-            counts = lengths[chunk]
-            local = np.repeat(np.arange(len(chunk)), counts)
-            offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-            dense = np.full((len(chunk), int(width)), np.inf)
-            dense[local, offsets] = -values[np.repeat(starts[chunk], counts) + offsets]
-            kth[chunk] = -np.partition(dense, k - 1, axis=1)[:, k - 1]
-    return kth
-
-
-def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
-    """0-based position of every element within its run of equal values."""
-    n = len(sorted_groups)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
-    lengths = np.diff(np.r_[starts, n])
-    return np.arange(n, dtype=np.int64) - np.repeat(starts, lengths)
-
-
-def product_blocks(products: np.ndarray, max_block_products: int) -> list[np.ndarray]:
-    """Split ``0..len(products)-1`` into consecutive blocks of bounded total cost.
-
-    Parameters
-    ----------
-    products : numpy.ndarray
-        Cost (scalar products) of each row; a row costlier than the bound is a block alone.
-    max_block_products : int
-        Bound on the summed cost of a block (>= 1).
-
-    Returns
-    -------
-    list of numpy.ndarray
-        Consecutive index blocks covering every row once.
-    """
-    if max_block_products < 1:
-        raise ValueError(f"max_block_products must be >= 1, got {max_block_products}")
-    blocks: list[np.ndarray] = []
-    start, n = 0, len(products)
-    cumulative = np.cumsum(products, dtype=np.float64)
-    while start < n:
-        base = cumulative[start - 1] if start else 0.0
-        stop = int(np.searchsorted(cumulative, base + max_block_products, side="right"))
-        stop = max(stop, start + 1)
-        blocks.append(np.arange(start, stop))
-        start = stop
-    return blocks
 
 
 def _normalised_columns(strength: sp.csr_matrix) -> sp.csc_matrix:
@@ -455,7 +163,7 @@ def _topn_top_k(
     n_items = normalised.shape[1]
     result = sp_matmul_topn(by_item, by_user, top_n=k + 2, sort=True, n_threads=n_threads)
     rows, cols, values = _sorted_entries(result, np.arange(n_items, dtype=np.int64))
-    rank = _rank_in_group(rows)
+    rank = rank_in_group(rows)
     kth = np.full(n_items, np.nan)
     after = np.full(n_items, np.nan)
     kth[rows[rank == k - 1]] = values[rank == k - 1]
@@ -484,7 +192,7 @@ def _topn_top_k(
             rows, cols, values = _sorted_entries(result, chunk)
             keep = values >= kth[rows]
             rows, cols, values = rows[keep], cols[keep], values[keep]
-            rank = _rank_in_group(rows)
+            rank = rank_in_group(rows)
             keep = rank < k
             parts.append((rows[keep], cols[keep], rank[keep], values[keep]))
     rows, cols, rank, values = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
@@ -532,7 +240,8 @@ def item_neighbours(
     Parameters
     ----------
     matrix : InteractionMatrix
-        From :func:`interaction_matrix`; item columns are the strength vectors over users.
+        From :func:`marketing.interactions.interaction_matrix`; item columns are the strength
+        vectors over users.
     k : int, default 20
         Neighbours kept per item (>= 1).
     min_support : int, default 1
@@ -555,9 +264,9 @@ def item_neighbours(
     -------
     pandas.DataFrame
         Columns ``item_id``, ``neighbour_item_id`` (int64), ``rank`` (int32, 1..k) and
-        ``similarity`` (float64, > 0; cosine and Jaccard <= 1; rounded to :data:`SIGNIFICANT_DIGITS`
-        significant digits), sorted by item_id then rank. Ranks order similarity
-        descending, ties by neighbour_item_id ascending. An item is never its own
+        ``similarity`` (float64, > 0; cosine and Jaccard <= 1; rounded to
+        :data:`marketing.top_k.SIGNIFICANT_DIGITS` significant digits), sorted by item_id then
+        rank. Ranks order similarity descending, ties by neighbour_item_id ascending. An item is never its own
         neighbour; pairs with similarity 0 (no shared user) are absent, so items sharing no
         user with another item have no rows.
 
@@ -630,7 +339,7 @@ def user_neighbours(
     Parameters
     ----------
     matrix : InteractionMatrix
-        From :func:`interaction_matrix`.
+        From :func:`marketing.interactions.interaction_matrix`.
     k, min_support, method, max_block_products, n_threads
         As in :func:`item_neighbours` (cosine similarity).
 

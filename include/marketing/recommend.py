@@ -8,7 +8,7 @@ with at most k entries per row), so memory is bounded by the block, never users 
 Per user: items the user purchased are dropped (``exclude_purchased``, default) and
 optionally every item already interacted with (``exclude_interacted``); the best ``n``
 remain, ordered by score descending (rounded to
-:data:`marketing.neighbours.SIGNIFICANT_DIGITS` significant digits, ties by item id).
+:data:`marketing.top_k.SIGNIFICANT_DIGITS` significant digits, ties by item id).
 
 Fallback. A user with fewer than ``n`` CF candidates (a cold-start user, unknown to the
 matrix, has none) is filled up to ``n`` with the globally most popular items (number of
@@ -29,14 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
-from marketing.neighbours import (
-    MAX_BLOCK_PRODUCTS,
-    InteractionMatrix,
-    count_duplicates,
-    product_blocks,
-    round_significant,
-    top_k_per_row,
-)
+from marketing.interactions import InteractionMatrix, count_duplicates
+from marketing.top_k import MAX_BLOCK_PRODUCTS, product_blocks, round_significant, top_k_per_row
 
 logger = logging.getLogger(__name__)
 
@@ -372,7 +366,7 @@ def recommend(
     Parameters
     ----------
     matrix : InteractionMatrix
-        From :func:`marketing.neighbours.interaction_matrix`.
+        From :func:`marketing.interactions.interaction_matrix`.
     neighbours : pandas.DataFrame
         From :func:`marketing.neighbours.item_neighbours` on the same matrix
         (``item_id``, ``neighbour_item_id``, ``similarity``; other columns ignored).
@@ -386,7 +380,7 @@ def recommend(
         users and get popular items only. Default: every user in ``matrix``.
     exclude_interacted : bool, default False
         Also drop every item the user already interacted with.
-    max_block_products : int, default :data:`marketing.neighbours.MAX_BLOCK_PRODUCTS`
+    max_block_products : int, default :data:`marketing.top_k.MAX_BLOCK_PRODUCTS`
         Memory bound: scalar products (entries held) per block of users.
     segments : pandas.DataFrame, optional
         ``user_id``, ``segment_id``: the fill first takes the items most popular among the

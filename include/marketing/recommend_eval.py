@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from marketing.neighbours import interaction_matrix, item_neighbours
+from marketing.interactions import interaction_matrix
+from marketing.neighbours import item_neighbours
 from marketing.recommend import recommend
 
 logger = logging.getLogger(__name__)

@@ -6,17 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from marketing.interactions import count_duplicates, dense_codes, interaction_matrix
 from marketing.neighbours import (
     content_neighbours,
-    count_duplicates,
-    dense_codes,
-    interaction_matrix,
     item_neighbours,
-    product_blocks,
-    round_significant,
-    top_k_per_row,
     user_neighbours,
 )
+from marketing.top_k import product_blocks, round_significant, top_k_per_row
 
 METHODS = ["sparse_dot_topn", "blocked"]
 

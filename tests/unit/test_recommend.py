@@ -6,13 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from marketing.neighbours import (
-    interaction_matrix,
-    item_neighbours,
-    round_significant,
-    user_neighbours,
-)
+from marketing.interactions import interaction_matrix
+from marketing.neighbours import item_neighbours, user_neighbours
 from marketing.recommend import recommend
+from marketing.top_k import round_significant
 
 # Items A=10, B=20, C=30, D=40.
 #   user 1: A strength 2 (purchased), B 1      user 2: A 1, C 3 (purchased)

@@ -9,12 +9,8 @@ import numpy as np
 import pandas as pd
 
 from marketing import warehouse
-from marketing.neighbours import (
-    content_neighbours,
-    interaction_matrix,
-    item_neighbours,
-    user_neighbours,
-)
+from marketing.interactions import interaction_matrix
+from marketing.neighbours import content_neighbours, item_neighbours, user_neighbours
 from marketing.recommend import recommend
 from marketing.recommend_eval import evaluate_holdout
 from marketing.settings import Settings
