@@ -2,7 +2,8 @@
 # make airflow: start the real Airflow 3 services (api-server, scheduler, dag-processor,
 # triggerer) on LocalExecutor + SQLite, bound to 127.0.0.1, no log servers. Each runs in its own
 # process group with a pid file under $AIRFLOW_HOME/run/, so scripts/airflow_down.sh stops
-# exactly these processes. Waits until the API answers and the scheduler is healthy.
+# exactly these processes. A service that crashes after starting is restarted
+# (scripts/airflow_supervise.sh). Waits until the API answers and the scheduler is healthy.
 set -euo pipefail
 source "$(dirname "$0")/airflow_env.sh"
 cd "$REPO_ROOT"
@@ -28,8 +29,10 @@ airflow_init
 start() {
     local name="$1"
     shift
-    # setsid: the service and its workers form one process group led by the recorded pid.
-    setsid airflow "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    # setsid: the service, its workers and its supervisor (restarts it after a crash, like
+    # compose's `restart: always`) form one process group led by the recorded pid.
+    setsid "$REPO_ROOT/scripts/airflow_supervise.sh" "$name" airflow "$@" \
+        >"$LOG_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"
 }
 start api-server api-server --host 127.0.0.1 --port "$AIRFLOW_API_PORT" --workers 1

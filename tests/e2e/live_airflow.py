@@ -78,6 +78,29 @@ class LiveAirflow:
         run_dir = self.airflow_home / "run"
         return {p.stem: int(p.read_text()) for p in run_dir.glob("*.pid")}
 
+    def log(self, service: str) -> Path:
+        return self.airflow_home / "service-logs" / f"{service}.log"
+
+    def check_alive(self) -> None:
+        """Raise, with the end of its log, if a service (and its supervisor) has exited."""
+        for service, pid in self.pids().items():
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                tail = "\n".join(self.log(service).read_text(errors="replace").splitlines()[-40:])
+                raise RuntimeError(
+                    f"Airflow {service} exited; last lines of {self.log(service)}:\n{tail}"
+                ) from None
+
+    def restarts(self) -> list[str]:
+        """The supervisor's restart lines (scripts/airflow_supervise.sh), all services."""
+        return [
+            f"{path.stem}: {line}"
+            for path in sorted((self.airflow_home / "service-logs").glob("*.log"))
+            for line in path.read_text(errors="replace").splitlines()
+            if line.startswith("supervisor: ")
+        ]
+
     # -- REST --------------------------------------------------------------------------------
     def password(self) -> str:
         path = self.airflow_home / "simple_auth_manager_passwords.json.generated"
@@ -145,9 +168,14 @@ class LiveAirflow:
         return body["dag_runs"]
 
     def wait_for_runs(self, dag_id: str, logical_dates: list[str], timeout: float) -> dict:
-        """Poll until a run of every date ends; returns ``{date: run}``."""
+        """Poll until a run of every date ends; returns ``{date: run}``.
+
+        Fails at once, naming the log, when a service is gone for good (a crash on start or a
+        stop); a crash the supervisor restarted from only shows in :meth:`restarts`.
+        """
         deadline = time.monotonic() + timeout
         while True:
+            self.check_alive()
             found = {r["logical_date"][:10]: r for r in self.runs(dag_id)}
             wanted = {d: found.get(d) for d in logical_dates}
             if all(r and r["state"] in TERMINAL_STATES for r in wanted.values()):

@@ -106,6 +106,7 @@ def live(airflow_db, tmp_path_factory):
         runs = services.wait_for_runs(DAG_ID, DATES, timeout=3600)
         wall_seconds = time.monotonic() - started
         print(f"\nlive backfill of {len(DATES)} dates: {wall_seconds:.0f} s")
+        print("\n".join(services.restarts()) or "no service restarts")
         yield {
             "services": services,
             "data_dir": data_dir,
