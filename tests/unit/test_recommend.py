@@ -230,10 +230,10 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
     neighbours = item_neighbours(matrix, k=3)
     user_ids = [*matrix.user_ids.tolist(), 1000, 1001, 3]
     expected = _brute_force(matrix, neighbours, n, exclude_purchased, exclude_interacted, user_ids)
-    for max_block_products in (1, 10**8):
+    for max_block_products, n_threads in ((1, 1), (1, 3), (40, 2), (10**8, None)):
         options = {"n": n, "exclude_purchased": exclude_purchased, "user_ids": user_ids,
                    "exclude_interacted": exclude_interacted,
-                   "max_block_products": max_block_products}
+                   "max_block_products": max_block_products, "n_threads": n_threads}
         got = recommend(matrix, neighbours, **options)
         key = ["user_id", "rank", "item_id"]
         np.testing.assert_array_equal(got[key].to_numpy(), expected[key].to_numpy(dtype=np.int64))
@@ -247,6 +247,14 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
         pd.testing.assert_frame_equal(
             unexplained.drop(columns="reason_item_id"), got.drop(columns="reason_item_id")
         )
+
+
+def test_threads_score_blocks_at_once_with_the_same_result(matrix):
+    one = recommend(matrix, NEIGHBOURS, n=3, max_block_products=1, n_threads=1)
+    four = recommend(matrix, NEIGHBOURS, n=3, max_block_products=1, n_threads=4)
+    pd.testing.assert_frame_equal(one, four)
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        recommend(matrix, NEIGHBOURS, n=3, n_threads=0)
 
 
 def test_default_users_are_all_matrix_users_and_runs_are_identical(matrix):

@@ -1,0 +1,48 @@
+"""marketing.threads: results in input order, whatever the thread count; errors propagate."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from marketing.threads import parallel_map, thread_count
+
+
+def test_results_keep_the_order_of_the_items_and_use_several_threads():
+    seen = set()
+
+    def slow_square(x: int) -> int:
+        seen.add(threading.get_ident())
+        time.sleep(0.02 * (5 - x))  # later items finish first
+        return x * x
+
+    assert parallel_map(slow_square, range(5), n_threads=3) == [0, 1, 4, 9, 16]
+    assert len(seen) > 1
+    assert parallel_map(slow_square, iter([2, 1]), n_threads=1) == [4, 1]
+    assert parallel_map(slow_square, [], n_threads=4) == []
+
+
+def test_one_thread_runs_in_the_caller():
+    caller = threading.get_ident()
+    assert parallel_map(lambda _: threading.get_ident(), [1, 2], n_threads=1) == [caller] * 2
+
+
+def test_an_error_in_a_call_propagates():
+    def fail_on_two(x: int) -> int:
+        if x == 2:
+            raise KeyError("item 2")
+        return x
+
+    with pytest.raises(KeyError, match="item 2"):
+        parallel_map(fail_on_two, [1, 2, 3], n_threads=2)
+
+
+def test_thread_count_defaults_to_the_cpus_and_rejects_zero(monkeypatch):
+    monkeypatch.setattr("marketing.threads.os.cpu_count", lambda: 6)
+    assert thread_count() == 6 and thread_count(2) == 2
+    monkeypatch.setattr("marketing.threads.os.cpu_count", lambda: None)
+    assert thread_count() == 1
+    with pytest.raises(ValueError, match="n_threads must be >= 1"):
+        thread_count(0)
