@@ -21,13 +21,13 @@ import pandas as pd
 from marketing.segmentation import (
     ProfileFeatures,
     SegmentationResult,
-    _feature_columns,
-    _nearest,
-    _new_changes,
-    _sample_silhouette,
-    _segments_frame,
-    _with_parents,
+    feature_columns,
+    nearest,
+    new_changes,
+    sample_silhouette,
+    segments_frame,
     sorted_profiles,
+    with_parents,
 )
 
 
@@ -58,7 +58,7 @@ class SegmentModel:
     def fits(self, profiles: pd.DataFrame) -> bool:
         """Whether ``profiles`` has exactly the feature columns of the fit (a new or dropped
         category share means the segmentation must be refitted)."""
-        return _feature_columns(profiles) == list(self.features.feature_names_)
+        return feature_columns(profiles) == list(self.features.feature_names_)
 
 
 def segment_model(result: SegmentationResult) -> SegmentModel:
@@ -102,23 +102,23 @@ def assign_segments(
     frame = sorted_profiles(profiles, min_users=1)
     if not model.fits(frame):
         raise ValueError(
-            f"profiles have features {_feature_columns(frame)}, the segment model was fitted "
+            f"profiles have features {feature_columns(frame)}, the segment model was fitted "
             f"on {list(model.features.feature_names_)}: refit the segments"
         )
     x = model.features.transform(frame)
-    labels, _ = _nearest(x, model.centroids)
+    labels, _ = nearest(x, model.centroids)
     k = len(model.centroids)
     rng = np.random.default_rng(random_state)
     sample = np.sort(rng.choice(len(x), size=min(sample_size, len(x)), replace=False))
-    silhouette = _sample_silhouette(x[sample], labels[sample])
+    silhouette = sample_silhouette(x[sample], labels[sample])
     sizes = np.bincount(labels, minlength=k)
     ids = np.arange(1, k + 1)
     names = list(model.names)
     feature_names = list(model.features.feature_names_)
-    segments = _segments_frame(
+    segments = segments_frame(
         ids, names, sizes, model.features.inverse_transform(model.centroids), feature_names
     )
-    segments = _with_parents(segments, model.centroids, model.linkage, feature_names)
+    segments = with_parents(segments, model.centroids, model.linkage, feature_names)
     assignments = pd.DataFrame({
         "user_id": frame["user_id"].to_numpy(),
         "segment_id": (labels + 1).astype("int64"),
@@ -133,5 +133,5 @@ def assign_segments(
         features=model.features,
         centroids=model.centroids.copy(),
         linkage=model.linkage.copy(),
-        changes=_new_changes(segments),
+        changes=new_changes(segments),
     )

@@ -119,7 +119,8 @@ they are nearly collinear with the 90-day ones and would double their weight; th
 session count is kept as the one "recent activity" signal."""
 
 
-def _feature_columns(profiles: pd.DataFrame) -> list[str]:
+def feature_columns(profiles: pd.DataFrame) -> list[str]:
+    """The clustering inputs present in ``profiles``: the fixed features, then share columns."""
     shares = sorted(c for c in profiles.columns if str(c).startswith(SHARE_PREFIX))
     return [spec.column for spec in FEATURE_SPEC] + shares
 
@@ -184,7 +185,7 @@ class ProfileFeatures:
         """
         if len(profiles) == 0:
             raise ValueError("cannot fit segmentation features on 0 profiles")
-        self.feature_names_ = _feature_columns(profiles)
+        self.feature_names_ = feature_columns(profiles)
         raw = self._raw_transformed(profiles, self.feature_names_)
         is_share = np.array([c.startswith(SHARE_PREFIX) for c in self.feature_names_])
         low, high = np.percentile(raw, WINSOR_PERCENTILES, axis=0)
@@ -277,7 +278,9 @@ def _kmeans_from(centers: np.ndarray, n_rows: int, random_state: int) -> KMeans 
     return KMeans(n_clusters=len(centers), init=centers, n_init=1, random_state=random_state)
 
 
-def _sample_silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+def sample_silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Silhouette of ``labels`` on rows ``x``; NaN when it is undefined (one cluster, or one
+    row per cluster)."""
     n_labels = len(np.unique(labels))
     if n_labels < 2 or n_labels >= len(labels):
         return float("nan")
@@ -294,7 +297,7 @@ def _order_segments(labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return mapping
 
 
-def _nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre per row and the squared distance to it (n x k, never n x n)."""
     distances = (
         (x**2).sum(axis=1)[:, None] - 2.0 * x @ centers.T + (centers**2).sum(axis=1)[None, :]
@@ -315,7 +318,7 @@ class _WardModel:
         self.cluster_centers_ = np.vstack(
             [self.x_ward[cut == c].mean(axis=0) for c in range(n_clusters)]
         )
-        self.labels_, squared = _nearest(x, self.cluster_centers_)
+        self.labels_, squared = nearest(x, self.cluster_centers_)
         self.inertia_ = float(squared.sum())
         return self
 
@@ -393,7 +396,7 @@ def parent_groups(tree: np.ndarray, k: int) -> np.ndarray:
     return np.array([order[int(label)] for label in raw], dtype=np.int64)
 
 
-def _with_parents(
+def with_parents(
     segments: pd.DataFrame, centroids: np.ndarray, tree: np.ndarray, feature_names: list[str],
 ) -> pd.DataFrame:
     """Add ``parent_segment_id`` (smallest member id) and ``parent_name`` to ``segments``."""
@@ -416,10 +419,11 @@ def _with_parents(
     return out
 
 
-def _segments_frame(
+def segments_frame(
     ids: np.ndarray, names: list[str], sizes: np.ndarray, centroids_original: np.ndarray,
     feature_names: list[str],
 ) -> pd.DataFrame:
+    """The ``ml.segments`` rows: id, name, size and one ``centroid_<feature>`` column each."""
     frame = pd.DataFrame({
         "segment_id": ids.astype("int64"),
         "segment_name": pd.array(names, dtype="str"),
@@ -431,7 +435,8 @@ def _segments_frame(
     return pd.concat([frame, centroid_cols], axis=1)
 
 
-def _new_changes(segments: pd.DataFrame) -> pd.DataFrame:
+def new_changes(segments: pd.DataFrame) -> pd.DataFrame:
+    """Segment changes when there is no previous run: every segment is new."""
     return pd.DataFrame({
         "segment_id": segments["segment_id"].to_numpy(dtype=np.int64),
         "segment_name": pd.array(segments["segment_name"], dtype="str"),
@@ -546,7 +551,7 @@ def fit_segments(
         sample_labels = (
             model.labels_[sample] if x_search is x else model.predict(x_sample)
         )
-        score = _sample_silhouette(x_sample, sample_labels)
+        score = sample_silhouette(x_sample, sample_labels)
         inertia = float(model.inertia_) * n / len(x_search)
         rows.append({"k": k, "inertia": inertia, "silhouette": score})
         models[k] = model
@@ -598,10 +603,10 @@ def fit_segments(
         "segment_name": pd.array([names[p] for p in position], dtype="str"),
     })
     hierarchy = weighted_ward_linkage(centroids, np.maximum(sizes, 1))
-    segments = _segments_frame(
+    segments = segments_frame(
         ids, names, sizes, features.inverse_transform(centroids), features.feature_names_
     )
-    segments = _with_parents(segments, centroids, hierarchy, features.feature_names_)
+    segments = with_parents(segments, centroids, hierarchy, features.feature_names_)
     logger.info("chose k=%d (silhouette %.4f) for %d users", best_k, best_silhouette, n)
     return SegmentationResult(
         assignments=assignments,
@@ -612,7 +617,7 @@ def fit_segments(
         features=features,
         centroids=centroids,
         linkage=hierarchy,
-        changes=_new_changes(segments),
+        changes=new_changes(segments),
     )
 
 
@@ -721,7 +726,7 @@ def align_segment_ids(
         for column in (0, 1):
             leaf = tree[:, column] < result.k
             tree[leaf, column] = new_leaf[tree[leaf, column].astype(np.int64)]
-    segments = _with_parents(segments, centroids, tree, result.features.feature_names_)
+    segments = with_parents(segments, centroids, tree, result.features.feature_names_)
 
     change_rows = []
     for r in range(result.k):

@@ -19,7 +19,7 @@ from test_segmentation import make_profiles
 from marketing import warehouse
 from marketing.pipeline import build_segments
 from marketing.segment_model import assign_segments, segment_model
-from marketing.segmentation import _nearest, align_segment_ids, fit_segments
+from marketing.segmentation import align_segment_ids, fit_segments, nearest
 from marketing.settings import Settings
 
 D1 = date(2024, 3, 10)
@@ -57,7 +57,7 @@ def test_later_profiles_go_to_the_nearest_fitted_centroid(profiles, fitted):
     assert result.segments["size"].tolist() == np.bincount(brute, minlength=fitted.k + 1)[1:]\
         .tolist()
     assert result.segments["segment_name"].tolist() == fitted.segments["segment_name"].tolist()
-    labels, _ = _nearest(fitted.features.transform(later.sort_values("user_id")),
+    labels, _ = nearest(fitted.features.transform(later.sort_values("user_id")),
                          fitted.centroids)
     assert (labels + 1).tolist() == brute
 
