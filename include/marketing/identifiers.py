@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 PhoneStyle = Literal["e164", "digits"]
 PHONE_STYLES: tuple[str, ...] = ("e164", "digits")
+_WHITESPACE = re.compile(r"\s")
+"""Any character ``str.isspace`` calls whitespace (``re``'s ``\\s`` on str uses the same test)."""
 _PARSED: dict[tuple[str, str | None], str | None] = {}
 """(raw number, region) -> E.164 or None: every parse of this process, so every ad channel of a
 run parses a number once; :func:`seed_parsed_phones` adds the parses of earlier runs."""
@@ -59,7 +63,7 @@ def normalise_email(email: object) -> str | None:
     if _is_missing(email):
         return None
     value = str(email).strip().lower()
-    if not value or any(ch.isspace() for ch in value):
+    if not value or _WHITESPACE.search(value):
         return None
     local, at, domain = value.partition("@")
     if not at or not local or not domain or "@" in domain:
@@ -181,14 +185,28 @@ def normalise_phones(
     return pd.Series(out, index=phones.index, dtype=object, name=phones.name)
 
 
+def per_distinct(values: pd.Series, function) -> pd.Series:
+    """``function`` of every value, called once per distinct value (object dtype, same index).
+
+    Names, cities, countries and postal codes repeat across a million users: the Python-level
+    normalisers and hashes run over the distinct values only (``pandas.factorize``), then the
+    results are spread back. Missing values (None, NaN, pd.NA) give ``function(None)``.
+    ``function`` must be pure (its result depends on its argument only). Values other than
+    strings are mapped one by one (``factorize`` would merge ``1``, ``1.0`` and ``True``).
+    """
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        return pd.Series([function(v) for v in values],
+                         index=values.index, dtype=object, name=values.name)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    results = np.empty(len(uniques) + 1, dtype=object)
+    results[:-1] = [function(value) for value in uniques]
+    results[-1] = function(None)  # code -1 (missing) takes the last slot
+    return pd.Series(results[codes], index=values.index, dtype=object, name=values.name)
+
+
 def sha256_hex_series(values: pd.Series) -> pd.Series:
     """``sha256_hex`` over a Series of normalised strings; missing stays ``None``."""
-    return pd.Series(
-        [None if _is_missing(v) else sha256_hex(str(v)) for v in values],
-        index=values.index,
-        dtype=object,
-        name=values.name,
-    )
+    return per_distinct(values, lambda v: None if _is_missing(v) else sha256_hex(str(v)))
 
 
 def _fold_text(value: object) -> str | None:
@@ -248,7 +266,6 @@ def normalise_zip(postal_code: object, country: object) -> str | None:
 
 
 def normalise_series(values: pd.Series, normalise) -> pd.Series:
-    """Apply a one-argument normaliser over a Series; missing results are ``None``."""
-    return pd.Series(
-        [normalise(v) for v in values], index=values.index, dtype=object, name=values.name
-    )
+    """Apply a one-argument normaliser over a Series (once per distinct value, see
+    :func:`per_distinct`); missing results are ``None``."""
+    return per_distinct(values, normalise)

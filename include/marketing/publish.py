@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 import os
@@ -337,12 +336,9 @@ def build_rows(members: pd.DataFrame, channel: str) -> list[tuple[str, ...]]:
     return build_export(members, channel)[0]
 
 
-def _csv_bytes(header: Sequence[str], rows: Sequence[Sequence[str]]) -> bytes:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+def _csv_bytes(header_line: bytes, lines: Sequence[bytes]) -> bytes:
+    """A CSV file from its header line and data lines (:func:`_line`), ``\n``-terminated."""
+    return b"\n".join([header_line, *lines]) + b"\n"
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -540,11 +536,13 @@ def publish_audience(
     file_entries = []
     adds = removes = 0
     withheld: set[str] = set()
-    digest = hashlib.sha256(_csv_bytes(header, rows)).hexdigest()
+    # Every row is formatted once: the digest, the files and the deltas share its line.
+    header_line, lines = _line(header), _lines(rows)
+    digest = hashlib.sha256(_csv_bytes(header_line, lines)).hexdigest()
     if status == STATUS_PUBLISHED:
-        chunks = _chunks(rows, limit)
+        chunks = _chunks(lines, limit)
         for name, chunk in zip(_file_names(stem, len(chunks), limit), chunks, strict=True):
-            data = _csv_bytes(header, chunk)
+            data = _csv_bytes(header_line, chunk)
             outputs[name] = data
             file_entries.append(
                 {"file": name, "rows": len(chunk), "sha256": hashlib.sha256(data).hexdigest()}
@@ -562,10 +560,10 @@ def publish_audience(
         # E-mail removes are counted, never written: an address that left the list may have
         # unsubscribed or been erased, and must not be written out in plain text again.
         deltas = [("adds", added)] + ([("removes", removed)] if channel in _PHONE_STYLE else [])
-        for kind, lines in deltas:
-            chunks = _chunks(lines, limit)
+        for kind, delta in deltas:
+            chunks = _chunks(delta, limit)
             for name, chunk in zip(_file_names(kind, len(chunks), limit), chunks, strict=True):
-                outputs[name] = b"\n".join([_csv_bytes(header, [])[:-1], *chunk]) + b"\n"
+                outputs[name] = _csv_bytes(header_line, chunk)
     manifest = {
         "audience": audience_name,
         "channel": channel,

@@ -2,6 +2,7 @@
 
 import hashlib
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +16,7 @@ from marketing.identifiers import (
     normalise_phones,
     normalise_series,
     normalise_zip,
+    per_distinct,
     sha256_hex,
     sha256_hex_series,
 )
@@ -162,3 +164,37 @@ def test_normalise_series_keeps_index_and_missing():
     out = normalise_series(values, normalise_name)
     assert list(out.index) == [5, 6, 7]
     assert out.tolist() == ["ann", None, None]
+
+
+@pytest.mark.parametrize("dtype", [object, "string"])
+def test_per_distinct_equals_the_value_by_value_map(dtype):
+    rng = np.random.default_rng(3)
+    pool = [" Ann ", "ann", "Zoë", "O'Neil", "", "  ", None, "ZOË", "94025-1234"]
+    values = pd.Series([pool[i] for i in rng.integers(0, len(pool), 500)], dtype=dtype,
+                       index=np.arange(500) * 3, name="first_name")
+    calls = []
+
+    def counted(value):
+        calls.append(value)
+        return normalise_name(value)
+
+    got = per_distinct(values, counted)
+    expected = pd.Series([normalise_name(v) for v in values], index=values.index, dtype=object,
+                         name="first_name")
+    pd.testing.assert_series_equal(got, expected)
+    assert len(calls) <= len(pool) + 1  # once per distinct value (+ the missing marker)
+    hashed = sha256_hex_series(got)
+    assert hashed.tolist() == [None if v is None else sha256_hex(v) for v in got]
+
+
+def test_per_distinct_keeps_mixed_types_apart():
+    values = pd.Series([1, 1.0, True, "1", np.nan, pd.NA], dtype=object)
+    assert per_distinct(values, repr).tolist() == ["1", "1.0", "True", "'1'", "nan", "<NA>"]
+    assert normalise_series(values, normalise_country).tolist() == [None] * 6
+
+
+def test_email_with_any_unicode_whitespace_inside_is_rejected():
+    spaces = [chr(c) for c in range(0x3100) if chr(c).isspace()]  # all of them are below 0x3100
+    assert len(spaces) > 20
+    assert all(normalise_email(f"a{ch}b@example.com") is None for ch in spaces)
+    assert normalise_email("a\u200bb@example.com") == "a\u200bb@example.com"  # not whitespace

@@ -256,12 +256,17 @@ def test_rejects_bad_arguments(tmp_path, members):
 
 
 def test_data_lines_are_the_files_lines_even_with_quotes_and_newlines():
-    from marketing.publish import _csv_bytes, _lines
+    from marketing.publish import _csv_bytes, _line, _lines
 
     rows = [("a", "b,c"), ('say "hi"', ""), ("two\nlines", "x"), ("é", " lead")]
-    file_lines = _csv_bytes(["h1", "h2"], rows).decode("utf-8")
     assert _lines(rows) == [
         line.encode("utf-8") for line in
         ['a,"b,c"', '"say ""hi""",', '"two\nlines",x', "é, lead"]
     ]
-    assert file_lines == "h1,h2\n" + "\n".join(line.decode() for line in _lines(rows)) + "\n"
+    # A file assembled from the lines is what one csv writer writes for the whole file.
+    whole = io.StringIO(newline="")
+    writer = csv.writer(whole, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(["h1", "h2"])
+    writer.writerows(rows)
+    assert _csv_bytes(_line(["h1", "h2"]), _lines(rows)) == whole.getvalue().encode("utf-8")
+    assert _csv_bytes(_line(["h1", "h2"]), []) == b"h1,h2\n"
