@@ -151,3 +151,100 @@ def test_failure_at_swap_keeps_previous_file(tmp_path, monkeypatch):
 def test_missing_warehouse(tmp_path):
     with pytest.raises(FileNotFoundError, match="warehouse not found"):
         publish_analytics_copy(tmp_path / "nope.duckdb", tmp_path / "analytics.duckdb")
+
+
+def _history_warehouse(path: Path) -> None:
+    """Two dates of per-user rows, users with an erasure flag, a table without dates."""
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("create schema marts")
+        con.execute("create schema ml")
+        con.execute(
+            "create table marts.dim_users as select range as user_id, 'u' || range || "
+            "'@example.com' as email, range = 99 as is_erased from range(6)"
+        )
+        con.execute(
+            "create table ml.user_scores as select d::date as as_of_date, u as user_id, "
+            "'note-' || d || '-' || u as note, u * 0.5 as score "
+            "from (values ('2026-01-01'), ('2026-01-02')) t(d), range(6) r(u)"
+        )
+        con.execute("create table ml.model_runs as select 'x' as model, 0.5 as auc")
+    finally:
+        con.close()
+
+
+def _rows(path: Path) -> dict[str, list[tuple]]:
+    """Every copied table's rows, sorted (the physical order is not part of the contract)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "select schema_name || '.' || table_name from duckdb_tables() order by 1"
+        ).fetchall()]
+        return {t: sorted(con.execute(f"select * from {t}").fetchall(), key=repr) for t in tables}
+    finally:
+        con.close()
+
+
+def _change(path: Path, *statements: str) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    ("statements", "replaced"),
+    [
+        ([], 0),
+        # a new day lands; a re-run rewrites one day; history pruning drops one
+        (["insert into ml.user_scores select '2026-01-03', user_id, note, score "
+          "from ml.user_scores where as_of_date = '2026-01-02'"], 1),
+        (["update ml.user_scores set score = -1 where as_of_date = '2026-01-02' "
+          "and user_id = 3"], 1),
+        (["delete from ml.user_scores where as_of_date = '2026-01-01'"], 1),
+        # a table without dates changes as a whole; a table appears, one disappears
+        (["insert into ml.model_runs values ('y', 0.7)"], 1),
+        (["create table ml.new_table as select 1 as a", "drop table ml.model_runs"], 0),
+        # a new column: that table is copied whole
+        (["alter table ml.user_scores add column extra integer default 7"], 0),
+    ],
+)
+def test_incremental_copy_equals_a_full_copy(tmp_path, caplog, statements, replaced):
+    warehouse, analytics = tmp_path / "warehouse.duckdb", tmp_path / "analytics.duckdb"
+    _history_warehouse(warehouse)
+    publish_analytics_copy(warehouse, analytics)
+    _change(warehouse, *statements)
+    caplog.set_level("INFO", logger="marketing.snapshot")
+    counts = publish_analytics_copy(warehouse, analytics)
+    assert f"{replaced} partitions replaced" in caplog.text
+    fresh = tmp_path / "fresh.duckdb"
+    assert counts == publish_analytics_copy(warehouse, fresh, incremental=False)
+    assert _rows(analytics) == _rows(fresh)
+    assert "marts.dim_users" in _rows(analytics)
+    assert "email" not in str(_tables(analytics)["marts.dim_users"])
+
+
+def test_an_erasure_makes_a_fresh_copy_without_the_users_old_rows(tmp_path, caplog):
+    warehouse, analytics = tmp_path / "warehouse.duckdb", tmp_path / "analytics.duckdb"
+    _history_warehouse(warehouse)
+    publish_analytics_copy(warehouse, analytics)
+    assert b"note-2026-01-01-4" in analytics.read_bytes()
+    # user 4 is erased: the warehouse drops their rows from every date
+    _change(warehouse, "update marts.dim_users set is_erased = true where user_id = 4",
+            "delete from ml.user_scores where user_id = 4")
+    caplog.set_level("INFO", logger="marketing.snapshot")
+    publish_analytics_copy(warehouse, analytics)
+    assert "erased users changed" in caplog.text
+    assert b"note-2026-01-01-4" not in analytics.read_bytes()  # not even in a freed block
+
+
+def test_an_unreadable_published_copy_is_replaced_by_a_full_copy(tmp_path, caplog):
+    warehouse, analytics = tmp_path / "warehouse.duckdb", tmp_path / "analytics.duckdb"
+    _history_warehouse(warehouse)
+    analytics.write_bytes(b"not a duckdb file")
+    counts = publish_analytics_copy(warehouse, analytics)
+    assert "unreadable" in caplog.text
+    assert counts["ml.user_scores"] == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analytics.duckdb", "warehouse.duckdb"]
