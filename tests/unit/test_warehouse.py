@@ -1,0 +1,73 @@
+"""warehouse.replace_partition: one date (and key) replaced, typed, columns added over time."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import pandas as pd
+import pytest
+
+from marketing import warehouse
+
+D1, D2 = date(2026, 1, 1), date(2026, 1, 2)
+
+
+@pytest.fixture
+def con(tmp_path):
+    with warehouse.connect(tmp_path / "w.duckdb") as connection:
+        yield connection
+
+
+def _rows(con, sql="select * from ml.t order by all"):
+    return con.execute(sql).fetchall()
+
+
+def test_a_date_is_replaced_and_other_dates_stay(con):
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": [1, 2]}), D1)
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": [3]}), D2)
+    assert warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": [4]}), D1) == 1
+    assert _rows(con) == [(3, D2), (4, D1)]
+    # a re-run that now yields nothing empties the date
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": pd.Series([], dtype="int64")}), D2)
+    assert _rows(con) == [(4, D1)]
+
+
+def test_the_frames_own_as_of_date_is_overridden_and_the_column_is_a_date(con):
+    frame = pd.DataFrame({"as_of_date": ["1999-01-01"], "user_id": [1]})
+    warehouse.replace_partition(con, "ml.t", frame, "2026-01-01")
+    assert _rows(con, "select user_id, as_of_date from ml.t") == [(1, D1)]
+    assert _rows(con, "select data_type from duckdb_columns() where column_name = 'as_of_date'") \
+        == [("DATE",)]
+
+
+def test_an_empty_first_frame_creates_typed_columns(con):
+    empty = pd.DataFrame({"user_id": pd.Series([], dtype="int64")})
+    warehouse.replace_partition(con, "ml.t", empty, D1, {"model": "segments"})
+    types = dict(_rows(con, "select column_name, data_type from duckdb_columns() "
+                            "where table_name = 't'"))
+    assert types == {"user_id": "BIGINT", "as_of_date": "DATE", "model": "VARCHAR"}
+
+
+def test_keys_narrow_the_replaced_rows(con):
+    for model, value in (("segments", 1.0), ("recommendations", 2.0)):
+        warehouse.replace_partition(con, "ml.t", pd.DataFrame({"metric": [value]}), D1,
+                                    {"model": model})
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"metric": [3.0], "model": ["x"]}), D1,
+                                {"model": "segments"})
+    assert _rows(con, "select model, metric from ml.t order by all") == [
+        ("recommendations", 2.0), ("segments", 3.0)
+    ]
+
+
+def test_a_new_column_is_added_and_earlier_rows_get_null(con):
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": [1]}), D1)
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": [2], "share_x": [0.5]}), D2)
+    assert _rows(con, "select user_id, share_x from ml.t order by 1") == [(1, None), (2, 0.5)]
+
+
+def test_a_failed_insert_leaves_the_date_as_it_was(con):
+    warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": [1]}), D1)
+    with pytest.raises(duckdb.Error):
+        warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": ["not a number"]}), D1)
+    assert _rows(con) == [(1, D1)]
