@@ -1,4 +1,5 @@
 {%- set share_categories = get_share_categories() %}
+{%- set sends_source = ref('int_campaign_sends_as_of') %}
 {%- if keep_training_mart() %}
 -- refit cadence: D reuses models fitted for var training_marts_from, so their training rows stay
 {{ kept_training_rows('int_users_with_privacy_flags') }}
@@ -86,7 +87,10 @@ spine as (
 
 ),
 
-{{ point_in_time_features('spine', share_categories) }},
+{#- few sends per user: join events to sends; many: the sorted timeline (same rows) -#}
+{{ point_in_time_features(
+    'spine', share_categories, few_rows_per_user=has_few_rows_per_user(sends_source)
+) }},
 
 campaign_sends as (
 
