@@ -369,17 +369,18 @@ pit_event_windows as (
         pit_spine.spine_key,
         {%- for days in [30, 90] %}
         {%- for flag in behaviour_flags %}
-        sum(
+        count(
             case
-                when pit_activity.timeline_at >= {{ dbt.dateadd('day', -days, 'pit_spine.reference_at') }}
-                    then pit_activity.{{ flag }}
-                else 0
+                when pit_activity.{{ flag }} = 1
+                    and pit_activity.timeline_at >= {{ dbt.dateadd('day', -days, 'pit_spine.reference_at') }}
+                    then 1
             end
         ) as {{ behaviour_counts[flag] }}_{{ days }}d,
         {%- endfor %}
         {%- endfor %}
         {%- for flag in ['is_event'] + category_flags %}
-        sum(pit_activity.{{ flag }}) as {{ flag }}_90d{{ "," if not loop.last }}
+        count(case when pit_activity.{{ flag }} = 1 then 1 end)
+            as {{ flag }}_90d{{ "," if not loop.last }}
         {%- endfor %}
     from pit_spine
     inner join pit_activity
