@@ -155,22 +155,17 @@ def test_missing_warehouse(tmp_path):
 
 def _history_warehouse(path: Path) -> None:
     """Two dates of per-user rows, users with an erasure flag, a table without dates."""
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("create schema marts")
-        con.execute("create schema ml")
-        con.execute(
-            "create table marts.dim_users as select range as user_id, 'u' || range || "
-            "'@example.com' as email, range = 99 as is_erased from range(6)"
-        )
-        con.execute(
-            "create table ml.user_scores as select d::date as as_of_date, u as user_id, "
-            "'note-' || d || '-' || u as note, u * 0.5 as score "
-            "from (values ('2026-01-01'), ('2026-01-02')) t(d), range(6) r(u)"
-        )
-        con.execute("create table ml.model_runs as select 'x' as model, 0.5 as auc")
-    finally:
-        con.close()
+    _change(
+        path,
+        "create schema marts",
+        "create schema ml",
+        "create table marts.dim_users as select range as user_id, 'u' || range || "
+        "'@example.com' as email, range = 99 as is_erased from range(6)",
+        "create table ml.user_scores as select d::date as as_of_date, u as user_id, "
+        "'note-' || d || '-' || u as note, u * 0.5 as score "
+        "from (values ('2026-01-01'), ('2026-01-02')) t(d), range(6) r(u)",
+        "create table ml.model_runs as select 'x' as model, 0.5 as auc",
+    )
 
 
 def _rows(path: Path) -> dict[str, list[tuple]]:
