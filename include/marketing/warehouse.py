@@ -130,19 +130,17 @@ def replace_partition(
     params = [day, *keys.values()]
     schema = qualified_name.split(".")[0]
     con.execute(f"create schema if not exists {schema}")
-    con.register("_incoming", incoming)
-    try:
-        con.execute("begin transaction")
-        con.execute(f"create table if not exists {qualified_name} as {rows} limit 0", params)
-        _add_missing_columns(con, qualified_name)
-        where = " and ".join(["as_of_date = ?"] + [f'"{k}" = ?' for k in keys])
-        con.execute(f"delete from {qualified_name} where {where}", params)
-        con.execute(f"insert into {qualified_name} by name {rows}", params)
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    finally:
-        con.unregister("_incoming")
+    with registered(con, "_incoming", incoming):
+        try:
+            con.execute("begin transaction")
+            con.execute(f"create table if not exists {qualified_name} as {rows} limit 0", params)
+            _add_missing_columns(con, qualified_name)
+            where = " and ".join(["as_of_date = ?"] + [f'"{k}" = ?' for k in keys])
+            con.execute(f"delete from {qualified_name} where {where}", params)
+            con.execute(f"insert into {qualified_name} by name {rows}", params)
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
     logger.info("wrote %d rows to %s for %s", len(frame), qualified_name, as_of_date)
     return len(frame)
