@@ -26,15 +26,17 @@
 {%- endmacro %}
 
 
-{% macro keep_training_mart() -%}
+{% macro keep_training_mart(days_before_as_of=0) -%}
     {#-
-        True when this training mart (fct_campaign_sends, fct_user_snapshots) may be kept as
-        built by an earlier run instead of rebuilt for D: under a model refit cadence
-        (MARKETING_MODEL_REFIT_DAYS > 1) the DAG's plan_models task passes var
-        `training_marts_from` = the date A whose fitted models D reuses (so D fits nothing on
-        these marts), and the table was built for one date in [A, D] (point in time: never
-        after D). Anything else (var unset, table missing or built for a date outside
-        [A, D], A not before D) rebuilds as of D.
+        True when this training mart (fct_campaign_sends, fct_user_snapshots,
+        user_item_interactions_train) may be kept as built by an earlier run instead of
+        rebuilt for D: under a model refit cadence (MARKETING_MODEL_REFIT_DAYS > 1) the DAG's
+        plan_models task passes var `training_marts_from` = the date A whose fitted models D
+        reuses (so D fits nothing on these marts), and the table was built for one date in
+        [A, D] (point in time: never after D). Anything else (var unset, table missing or
+        built for a date outside [A, D], A not before D) rebuilds as of D.
+        days_before_as_of: the mart's as_of_date column is the run date minus this many days
+        (the hold-out's training side is stamped D - evaluation_holdout_days).
     -#}
     {%- set kept_from = var('training_marts_from', '') | string | trim -%}
     {%- if not execute or kept_from in ('', 'None') -%}
@@ -58,7 +60,10 @@
         ~ relation
     ) -%}
     {%- set low, high = built.rows[0][0], built.rows[0][1] -%}
-    {{ return(low is not none and low == high and kept_from <= low <= as_of_date()) }}
+    {%- set shift = modules.datetime.timedelta(days=days_before_as_of | int) -%}
+    {%- set earliest = (modules.datetime.date.fromisoformat(kept_from) - shift).isoformat() -%}
+    {%- set latest = (modules.datetime.date.fromisoformat(as_of_date()) - shift).isoformat() -%}
+    {{ return(low is not none and low == high and earliest <= low <= latest) }}
 {%- endmacro %}
 
 

@@ -93,11 +93,19 @@ def dense_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, codes.astype(np.int64).reshape(-1)
 
 
+def is_increasing(keys: np.ndarray) -> bool:
+    """Whether ``keys`` is strictly increasing (sorted, no repeats), in linear time."""
+    return len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1]))
+
+
 def count_duplicates(keys: np.ndarray) -> int:
     """How many entries of ``keys`` repeat an earlier one (linear when strictly increasing)."""
-    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
-        return 0
-    return len(keys) - len(np.unique(keys))
+    return 0 if is_increasing(keys) else len(keys) - len(np.unique(keys))
+
+
+def sorted_unique(keys: np.ndarray) -> np.ndarray:
+    """``np.unique(keys)``, returned as is (linear time) when already strictly increasing."""
+    return keys if is_increasing(keys) else np.unique(keys)
 
 
 def interaction_matrix(interactions: pd.DataFrame) -> InteractionMatrix:

@@ -13,7 +13,8 @@ repeating it (:func:`same_training_before`) and get the very same model.
 
 With a refit cadence of N days (``Settings.model_refit_days``) a card carries a
 ``settings_key`` (:func:`settings_key`: the fit's parameters and library versions) and
-:func:`recent_fit` finds the newest fit of the N - 1 days before a date that a run may reuse.
+:func:`recent_fit` finds the newest fit of the N - 1 days before a date that a run may reuse;
+:func:`reuse_recent_fit` loads it for a step (the one way every step reuses a fit).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import logging
 import platform
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -152,6 +155,40 @@ def recent_fit(model_dir: Path, as_of: date, refit_days: int, key: str) -> Path 
     if folder is None or (as_of - date.fromisoformat(folder.name)).days >= refit_days:
         return None
     return folder if read_card(folder).get("settings_key") == key else None
+
+
+@dataclass(frozen=True)
+class RecentFit:
+    """A fit loaded for reuse: the model, its card, the date it was made and its age on D."""
+
+    model: object
+    card: dict
+    fit_date: date
+    age_days: int
+
+
+def reuse_recent_fit(model_dir: Path, as_of: date, refit_days: int, key: str,
+                     accept: Callable[[RecentFit], bool] | None = None) -> RecentFit | None:
+    """Load the fit D reuses under a refit cadence (:func:`recent_fit`), or None.
+
+    ``accept`` may still refuse the loaded fit (e.g. its features no longer match D's
+    data); D then fits its own. When the fit is reused, what an earlier run of D saved in
+    ``<model_dir>/<as_of>/`` is removed (:func:`remove_run`), so later dates never take it
+    for D's fit.
+    """
+    folder = recent_fit(model_dir, as_of, refit_days, key)
+    if folder is None:
+        return None
+    model, card = load_model(folder)
+    fit_date = date.fromisoformat(folder.name)
+    fit = RecentFit(model=model, card=card, fit_date=fit_date,
+                    age_days=(as_of - fit_date).days)
+    if accept is not None and not accept(fit):
+        return None
+    remove_run(model_dir, as_of)
+    logger.info("refit cadence %d days: %s reuses the fit of %s (%d days old)", refit_days,
+                Path(model_dir).name, fit_date, fit.age_days)
+    return fit
 
 
 def remove_run(model_dir: Path, as_of: date) -> None:

@@ -110,10 +110,10 @@ def test_second_incremental_run_reused_the_full_refresh_fits(tiny_result):
             "where metric = 'model_age_days' order by all"
         ).fetchall()
     next_day = date(2026, 10, 1)
-    assert ages == [(D, "response", 0.0), (D, "segments", 0.0), (D, "user_predictions", 0.0),
-                    (next_day, "response", 1.0), (next_day, "segments", 1.0),
-                    (next_day, "user_predictions", 1.0)]
-    for model in ("response", "segments", "user_predictions"):
+    models = ("recommendations", "response", "segments", "user_predictions")
+    assert ages == [(day, model, float(day == next_day))
+                    for day in (D, next_day) for model in models]
+    for model in models:
         assert [p.name for p in (work / "models" / model).iterdir()] == [D.isoformat()]
     # the reuse pass told dbt to keep the training marts (they were built for D + 1 by the
     # pass before it, within [D, D + 1]: kept; tests/unit/test_scoring_quality.py checks dbt)

@@ -136,3 +136,19 @@ def test_recent_fit_is_the_newest_earlier_fit_younger_than_the_cadence(tmp_path,
     assert recent(tmp_path / "none", date(2026, 9, 25), 7, "k") is None
     with pytest.raises(ValueError, match="refit_days must be >= 1"):
         recent(root, date(2026, 9, 25), 0, "k")
+
+
+def test_reuse_recent_fit_loads_it_and_drops_what_d_saved_before(tmp_path, fitted):
+    root = tmp_path / "recommendations"
+    save_model(root / "2026-09-24", fitted, {"settings_key": "k", "metrics": {"hr": 0.5}})
+    save_model(root / "2026-09-26", fitted, {"settings_key": "k"})  # an earlier run of D
+    reuse = model_registry.reuse_recent_fit
+    refused = reuse(root, date(2026, 9, 26), 7, "k", accept=lambda fit: False)
+    assert refused is None and (root / "2026-09-26").is_dir()  # D fits: its folder stays
+    fit = reuse(root, date(2026, 9, 26), 7, "k",
+                accept=lambda fit: fit.card["metrics"] == {"hr": 0.5})
+    assert (fit.fit_date, fit.age_days) == (date(2026, 9, 24), 2)
+    np.testing.assert_array_equal(fit.model.coef_, fitted.coef_)
+    assert not (root / "2026-09-26").exists()
+    assert reuse(root, date(2026, 10, 1), 7, "k") is None  # 7 days old
+    assert reuse(root, date(2026, 9, 26), 7, "other settings") is None

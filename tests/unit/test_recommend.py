@@ -263,6 +263,16 @@ def test_default_users_are_all_matrix_users_and_runs_are_identical(matrix):
     pd.testing.assert_frame_equal(first, recommend(matrix, NEIGHBOURS, n=3))
 
 
+def test_order_and_repeats_of_user_ids_and_segments_do_not_matter(matrix):
+    segments = pd.DataFrame({"user_id": [1, 2, 3, 60], "segment_id": [1, 2, 1, 2]})
+    expected = recommend(matrix, NEIGHBOURS, n=4, user_ids=[1, 2, 3, 50, 60],
+                         segments=segments)
+    shuffled = recommend(matrix, NEIGHBOURS, n=4, user_ids=np.array([60, 3, 1, 50, 2, 3]),
+                         segments=segments.iloc[[3, 1, 0, 2]])
+    pd.testing.assert_frame_equal(shuffled, expected)
+    assert sorted(expected["user_id"].unique()) == [1, 2, 3, 50, 60]
+
+
 @pytest.mark.parametrize(
     ("neighbours", "kwargs", "message"),
     [
@@ -272,6 +282,8 @@ def test_default_users_are_all_matrix_users_and_runs_are_identical(matrix):
         (NEIGHBOURS.drop(columns="similarity"), {}, "lack required columns"),
         (pd.concat([NEIGHBOURS, NEIGHBOURS.iloc[:1]]), {}, "one row per item pair"),
         (NEIGHBOURS, {"user_ids": [1, None]}, "must not contain nulls"),
+        (NEIGHBOURS, {"segments": pd.DataFrame({"user_id": [1, 2, 1], "segment_id": [1, 1, 2]})},
+         "one row per user_id"),
     ],
 )
 def test_rejects_bad_input(matrix, neighbours, kwargs, message):

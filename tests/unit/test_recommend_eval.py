@@ -7,9 +7,12 @@ interaction marts with dbt in process (``dbtRunner``) and runs the pipeline step
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
-from datetime import date
+import shutil
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -154,11 +157,11 @@ def generated(tmp_path_factory):
     # Not read_only: dbt's in-process connection to this file may still be open, and DuckDB
     # refuses a second connection with another configuration.
     with warehouse.connect(warehouse_path) as con:
-        yield summary, con
+        yield summary, con, settings
 
 
 def test_item_cf_beats_popularity_by_half_on_generated_data(generated):
-    summary, con = generated
+    summary, con, _ = generated
     metrics = dict(
         con.execute(
             "select metric, value from ml.model_runs where model = 'recommendations' "
@@ -174,7 +177,7 @@ def test_item_cf_beats_popularity_by_half_on_generated_data(generated):
 
 
 def test_holdout_train_mart_sees_nothing_of_the_test_window(generated):
-    _, con = generated
+    _, con, _ = generated
     latest, train_date = con.execute(
         "select max(last_interacted_at), min(as_of_date) from marts.user_item_interactions_train"
     ).fetchone()
@@ -183,7 +186,7 @@ def test_holdout_train_mart_sees_nothing_of_the_test_window(generated):
 
 
 def test_recommendations_carry_reasons_from_the_users_history(generated):
-    _, con = generated
+    _, con, _ = generated
     picks = con.execute(
         "select r.user_id, r.item_id, r.reason_item_id, r.method, r.score, "
         "h.item_id is not null as reason_in_history "
@@ -208,3 +211,64 @@ def test_recommendations_carry_reasons_from_the_users_history(generated):
     per_user = picks.groupby("user_id").size()
     assert (per_user == 10).all()
     assert np.array_equal(np.sort(per_user.index), np.sort(picks["user_id"].unique()))
+
+
+def test_refit_cadence_reuses_the_neighbours_and_their_metrics(generated, caplog,
+                                                                 monkeypatch):
+    """Under model_refit_days = 2 a date after a fit scores its users against the fit's
+    neighbours and reports the fit's metrics without evaluating; nothing is saved for it."""
+    from marketing.pipeline import build_recommendations
+    from marketing.steps import recommendations as step
+
+    summary, con, settings = generated
+    cadence = dataclasses.replace(settings, model_refit_days=2)
+    query = "select * exclude (as_of_date) from ml.{} where as_of_date = ? order by all"
+    tables = ("user_recommendations", "item_neighbours")
+    runs = ("select metric, value from ml.model_runs where model = 'recommendations' "
+            "and as_of_date = ? order by metric")
+
+    def outputs() -> dict[str, pd.DataFrame]:
+        return {t: con.execute(query.format(t), [AS_OF]).df() for t in tables}
+
+    before, metrics = outputs(), con.execute(runs, [AS_OF]).df()
+    root = settings.models_dir / "recommendations"
+    day, earlier = AS_OF.isoformat(), (AS_OF - timedelta(days=1)).isoformat()
+    assert (root / day / "model_card.json").exists()  # every fit is saved, as D's
+    try:
+        shutil.move(root / day, root / earlier)
+        monkeypatch.setattr(step, "evaluate_holdout", _must_not_evaluate)
+        with caplog.at_level(logging.INFO, logger="marketing.model_registry"):
+            reused = build_recommendations(AS_OF, cadence)
+        assert reused == {**summary, "model_age_days": 1}
+        assert f"recommendations reuses the fit of {earlier}" in caplog.text
+        for table, frame in outputs().items():
+            pd.testing.assert_frame_equal(frame, before[table])
+        aged = metrics.assign(value=np.where(metrics["metric"] == "model_age_days", 1.0,
+                                             metrics["value"]))
+        pd.testing.assert_frame_equal(con.execute(runs, [AS_OF]).df(), aged)
+        assert not (root / day).exists()
+        # the default cadence (1 day) fits every date
+        monkeypatch.undo()
+        assert build_recommendations(AS_OF, settings) == summary
+        assert (root / day / "model_card.json").exists()
+    finally:
+        shutil.rmtree(root / earlier, ignore_errors=True)
+        monkeypatch.undo()
+    for table, frame in outputs().items():
+        pd.testing.assert_frame_equal(frame, before[table])
+
+
+def _must_not_evaluate(*args, **kwargs):
+    raise AssertionError("a date reusing the neighbours must not re-run the hold-out")
+
+
+def test_reused_neighbours_keep_pairs_of_items_still_interacted_with():
+    from marketing.steps.recommendations import among_items
+
+    neighbours = pd.DataFrame({"item_id": [1, 1, 2, 3, 3], "neighbour_item_id": [2, 3, 1, 1, 4],
+                               "similarity": [0.9, 0.5, 0.9, 0.5, 0.2]})
+    kept = among_items(neighbours, np.array([1, 2, 4]))
+    expected = neighbours[[i in {1, 2, 4} and j in {1, 2, 4} for i, j in
+                           zip(neighbours["item_id"], neighbours["neighbour_item_id"], strict=True)]]
+    pd.testing.assert_frame_equal(kept, expected.reset_index(drop=True))
+    assert among_items(neighbours, np.arange(5)) is neighbours

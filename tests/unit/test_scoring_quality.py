@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from marketing import pipeline
+from marketing import model_registry, pipeline
 from marketing.model_registry import library_versions
 from marketing.scoring import (
     split_by_send_day,
@@ -34,6 +34,7 @@ from marketing.scoring import (
 from marketing.settings import Settings
 from marketing.steps import scores as scores_step
 from marketing.steps.common import metrics_frame, write_partition
+from marketing.steps.recommendations import neighbours_settings_key
 from marketing.warehouse import CONNECTION_CONFIG
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def shop(tmp_path_factory) -> tuple[Settings, date]:
                         analytics_path=data / "analytics.duckdb")
     pipeline.land_day(end, settings)
     _dbt(["run", "--select", "+fct_campaign_sends", "+fct_user_snapshots", "+user_profiles",
-          "--vars", f"{{as_of_date: '{end.isoformat()}'}}"], settings.warehouse_path, data)
+          "+user_item_interactions_train", "--vars", f"{{as_of_date: '{end.isoformat()}'}}"], settings.warehouse_path, data)
     return settings, end
 
 
@@ -290,10 +291,11 @@ def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog):
         shutil.move(settings.models_dir / model / day, settings.models_dir / model / earlier_day)
     cadence = dataclasses.replace(settings, model_refit_days=2)
     try:
-        with caplog.at_level(logging.INFO, logger="marketing.steps.scores"):
+        with caplog.at_level(logging.INFO, logger="marketing.model_registry"):
             result = pipeline.score_campaigns(end, cadence)
         assert result == {**scored, "model_source": f"refit_cadence:{earlier_day}"}
-        assert caplog.text.count("refit cadence 2 days: reusing") == 2
+        for model in ("response", "user_predictions"):
+            assert f"refit cadence 2 days: {model} reuses the fit of {earlier_day}" in caplog.text
         for table, frame in before.items():
             pd.testing.assert_frame_equal(_read(settings, query.format(table), [end]), frame)
         for model in ("response", "user_predictions"):
@@ -327,7 +329,9 @@ def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp
     shutil.copytree(settings.data_dir, work, ignore=shutil.ignore_patterns("target", "logs"))
     warehouse = work / "warehouse.duckdb"
     copy = dataclasses.replace(settings, data_dir=work, warehouse_path=warehouse)
-    marts = ("marts.fct_campaign_sends", "marts.fct_user_snapshots")
+    # table -> days its as_of_date lies before the run date (the hold-out's training side)
+    marts = {"marts.fct_campaign_sends": 0, "marts.fct_user_snapshots": 0,
+             "marts.user_item_interactions_train": 7}
     query = "select * from {} order by all"
     before = {t: _read(copy, query.format(t)) for t in marts}
     erased = int(before["marts.fct_campaign_sends"]["user_id"].iloc[0])
@@ -335,10 +339,15 @@ def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp
     with duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG)) as con:
         con.execute("insert into raw.erasure_requests values (?, ?, ?, 'test')",
                     [erased, datetime.combine(next_day, datetime.min.time()), next_day])
-    select = ["--select", "+fct_campaign_sends", "+fct_user_snapshots"]
-    # the plan: D + 1 reuses end's fits under a 2-day cadence, not under the default
+    select = ["--select", "+fct_campaign_sends", "+fct_user_snapshots",
+              "+user_item_interactions_train"]
+    # the plan: D + 1 reuses end's fits under a 2-day cadence, not under the default, and
+    # only when the item neighbours were fitted on the same date as the scoring models
     assert pipeline.training_marts_to_keep(next_day, copy) == ""
     cadence = dataclasses.replace(copy, model_refit_days=2)
+    assert pipeline.training_marts_to_keep(next_day, cadence) == ""
+    model_registry.save_model(cadence.models_dir / "recommendations" / end.isoformat(), {},
+                              {"settings_key": neighbours_settings_key(cadence)})
     assert pipeline.training_marts_to_keep(next_day, cadence) == end.isoformat()
     assert pipeline.training_marts_to_keep(end, cadence) == ""  # never D's own fit
 
@@ -347,14 +356,15 @@ def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp
     for table, frame in before.items():
         kept = _read(copy, query.format(table))
         expected = frame[frame["user_id"] != erased].reset_index(drop=True)
-        assert len(expected) < len(frame) or table.endswith("snapshots")
+        assert len(expected) < len(frame) or table != "marts.fct_campaign_sends"
         pd.testing.assert_frame_equal(kept, expected, check_dtype=False)
 
 
     def built_for(*options: str) -> list[date]:
         if options:
             _dbt(["run", *select, "--vars", "{" + ", ".join(options) + "}"], warehouse, work)
-        return sorted({pd.Timestamp(d).date() for t in marts for d in
+        return sorted({pd.Timestamp(d).date() + timedelta(days=days_before)
+                       for t, days_before in marts.items() for d in
                        _read(copy, f"select distinct as_of_date from {t}")["as_of_date"]})
 
     assert built_for() == [end]  # kept

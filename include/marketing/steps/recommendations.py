@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from marketing import warehouse
+from marketing import model_registry, warehouse
 from marketing.interactions import interaction_matrix
 from marketing.neighbours import content_neighbours, item_neighbours, user_neighbours
 from marketing.recommend import recommend
@@ -27,7 +27,14 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
     (with ``reason_item_id`` and ``method``; users without CF picks get their segment's
     popular items from ``ml.user_segments`` of D, then global ones) and the hold-out
     metrics of item-CF and popularity (train up to D-7, test D-6..D) into ``ml.model_runs``
-    (model ``recommendations``).
+    (model ``recommendations``, with ``model_age_days``).
+
+    With ``settings.model_refit_days`` N > 1 the item neighbours are a model like the
+    others: fitted, evaluated and saved under ``models/recommendations/<D>/`` on the first
+    date of a cycle; the dates after it score their users' current histories against the
+    saved neighbours (minus pairs of items no longer interacted with) and report the fit's
+    hold-out metrics, until the fit is N days old. Catalogue items the fit had no
+    interactions for get content-based neighbours.
     """
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
@@ -47,12 +54,18 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         )
     matrix = interaction_matrix(interactions)
     del interactions  # the matrix holds it; a million users' rows are a few hundred MB
-    neighbours = item_neighbours(
-        matrix,
-        k=settings.neighbours_k,
-        min_support=settings.neighbours_min_support,
-        similarity=settings.neighbours_similarity,
-    )
+    fit = _reuse_neighbours(as_of, settings)
+    if fit is None:
+        neighbours = item_neighbours(
+            matrix,
+            k=settings.neighbours_k,
+            min_support=settings.neighbours_min_support,
+            similarity=settings.neighbours_similarity,
+        )
+        fitted_items = matrix.item_ids
+    else:
+        neighbours = among_items(fit.model["neighbours"], matrix.item_ids)
+        fitted_items = fit.model["item_ids"]
     similar_users = None
     if settings.recommendations_method == "user_cf":
         similar_users = user_neighbours(matrix, k=settings.user_neighbours_k)
@@ -70,7 +83,8 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         segments=segments,
         user_neighbours=similar_users,
     )
-    cold_items = np.setdiff1d(catalogue["item_id"].to_numpy(dtype=np.int64), matrix.item_ids)
+    del matrix
+    cold_items = np.setdiff1d(catalogue["item_id"].to_numpy(dtype=np.int64), fitted_items)
     content = content_neighbours(catalogue, cold_items, k=settings.neighbours_k)
     all_neighbours = pd.concat(
         [neighbours.assign(method="cf"), content.assign(method="content")], ignore_index=True
@@ -81,7 +95,73 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         warehouse.replace_partition(con, "ml.item_neighbours", all_neighbours, as_of)
         warehouse.replace_partition(con, "ml.user_recommendations", picks, as_of)
     n_picks = int(len(picks))
-    del picks
+    del picks, all_neighbours
+    if fit is None:
+        metrics = _evaluate(as_of, settings)
+        # saved whatever the cadence (like every fit), so switching to a longer cadence
+        # reuses it at once
+        model_registry.save_model(
+            settings.models_dir / "recommendations" / as_of.isoformat(),
+            {"neighbours": neighbours, "item_ids": fitted_items},
+            # JSON has no NaN (a metric is undefined without test users)
+            {"settings_key": neighbours_settings_key(settings),
+             "metrics": {name: None if value != value else value
+                         for name, value in metrics.items()}},
+        )
+        age = 0
+    else:
+        metrics = {name: float("nan") if value is None else value
+                   for name, value in fit.card["metrics"].items()}
+        age = fit.age_days
+    with warehouse.connect(settings.warehouse_path) as con:
+        warehouse.replace_partition(
+            con,
+            "ml.model_runs",
+            metrics_frame("recommendations", {**metrics, "model_age_days": age}),
+            as_of,
+            {"model": "recommendations"},
+        )
+    n = settings.recommendations_n
+    return {
+        "item_neighbours": int(len(neighbours)),
+        "content_neighbours": int(len(content)),
+        "recommendations": n_picks,
+        f"item_cf_hr_at_{n}": rounded_metric(metrics[f"item_cf_hr_at_{n}"]),
+        f"popularity_hr_at_{n}": rounded_metric(metrics[f"popularity_hr_at_{n}"]),
+        "model_age_days": age,
+    }
+
+
+def among_items(neighbours: pd.DataFrame, item_ids: np.ndarray) -> pd.DataFrame:
+    """The neighbour pairs whose two items are both in ``item_ids`` (a reused fit may name
+    items that no longer have interactions, e.g. when all their users were erased)."""
+    keep = (np.isin(neighbours["item_id"].to_numpy(), item_ids)
+            & np.isin(neighbours["neighbour_item_id"].to_numpy(), item_ids))
+    return neighbours if keep.all() else neighbours[keep].reset_index(drop=True)
+
+
+def neighbours_settings_key(settings: Settings) -> str:
+    """What a saved item-neighbours fit must share with D to be reused (its parameters)."""
+    return model_registry.settings_key(
+        model="recommendations", k=settings.neighbours_k,
+        min_support=settings.neighbours_min_support,
+        similarity=settings.neighbours_similarity,
+        holdout_days=settings.evaluation_holdout_days, n=settings.recommendations_n,
+        random_state=settings.random_state,
+    )
+
+
+def _reuse_neighbours(as_of: date, settings: Settings) -> model_registry.RecentFit | None:
+    """Under a refit cadence, the item neighbours (and their hold-out metrics) of a recent
+    fit, which D reuses instead of recomputing and re-evaluating them."""
+    return model_registry.reuse_recent_fit(
+        settings.models_dir / "recommendations", as_of, settings.model_refit_days,
+        neighbours_settings_key(settings),
+    )
+
+
+def _evaluate(as_of: date, settings: Settings) -> dict[str, float]:
+    """Hold-out metrics of item-CF and popularity for D (train up to D - h, test after)."""
     with warehouse.connect(settings.warehouse_path) as con:
         train, test = _read_holdout(con, as_of, settings.evaluation_holdout_days)
     evaluation = evaluate_holdout(
@@ -93,22 +173,7 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         similarity=settings.neighbours_similarity,
         random_state=settings.random_state,
     )
-    with warehouse.connect(settings.warehouse_path) as con:
-        warehouse.replace_partition(
-            con,
-            "ml.model_runs",
-            metrics_frame("recommendations", evaluation.metrics),
-            as_of,
-            {"model": "recommendations"},
-        )
-    n = settings.recommendations_n
-    return {
-        "item_neighbours": int(len(neighbours)),
-        "content_neighbours": int(len(content)),
-        "recommendations": n_picks,
-        f"item_cf_hr_at_{n}": rounded_metric(evaluation.metrics[f"item_cf_hr_at_{n}"]),
-        f"popularity_hr_at_{n}": rounded_metric(evaluation.metrics[f"popularity_hr_at_{n}"]),
-    }
+    return evaluation.metrics
 
 
 def read_interactions(con, as_of: date) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from marketing.scoring import (
 )
 from marketing.settings import Settings
 from marketing.steps.common import as_date, metrics_frame, write_partition
+from marketing.steps.recommendations import neighbours_settings_key
 from marketing.user_predictions import (
     TRAIN_MAX_ROWS,
     predict_users,
@@ -118,10 +119,11 @@ def training_marts_to_keep(as_of_date: date | str, settings: Settings | None = N
     """The date A whose training marts a run for D can keep (dbt var ``training_marts_from``),
     or ``""`` when D must rebuild them.
 
-    Under a refit cadence, D fits nothing from ``marts.fct_campaign_sends`` and
-    ``marts.fct_user_snapshots`` when it reuses both the response and the churn/spend fits,
-    and those were made on the same date A: the marts built for A then stay as they are
-    (minus users erased since), which saves rebuilding the two costliest dbt models.
+    Under a refit cadence, D fits nothing from ``marts.fct_campaign_sends``,
+    ``marts.fct_user_snapshots`` and ``marts.user_item_interactions_train`` when it reuses
+    the response, the churn/spend and the item-neighbours fits, and those were made on the
+    same date A: the marts built for A then stay as they are (minus users erased since),
+    which saves rebuilding the costliest dbt models.
     """
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
@@ -133,7 +135,11 @@ def training_marts_to_keep(as_of_date: date | str, settings: Settings | None = N
     predictions = model_registry.recent_fit(settings.models_dir / "user_predictions", as_of,
                                             settings.model_refit_days,
                                             _predictions_settings_key(settings))
-    if response is None or predictions is None or response.name != predictions.name:
+    neighbours = model_registry.recent_fit(settings.models_dir / "recommendations", as_of,
+                                           settings.model_refit_days,
+                                           neighbours_settings_key(settings))
+    if response is None or any(fit is None or fit.name != response.name
+                               for fit in (predictions, neighbours)):
         return ""
     return response.name
 
@@ -204,17 +210,14 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
     minimums = {"min_positives": settings.response_min_positives,
                 "min_negatives": settings.response_min_negatives}
     root = settings.models_dir / "response"
-    recent = model_registry.recent_fit(root, as_of, settings.model_refit_days,
-                                       _response_settings_key(settings))
     # a purchase-propensity fallback is not reused once campaign history exists
     wanted = "campaign_response" if len(sends) else "purchase_30d"
-    if recent is not None and model_registry.read_card(recent).get("kind") == wanted:
-        model, _ = model_registry.load_model(recent)
-        logger.info("refit cadence %d days: reusing the fit of %s", settings.model_refit_days,
-                    recent.name)
-        model_registry.remove_run(root, as_of)
+    recent = model_registry.reuse_recent_fit(root, as_of, settings.model_refit_days,
+                                             _response_settings_key(settings),
+                                             accept=lambda fit: fit.card.get("kind") == wanted)
+    if recent is not None:
         (settings.reports_dir / as_of.isoformat() / "response.png").unlink(missing_ok=True)
-        return model, f"{REUSED}:{recent.name}"
+        return recent.model, f"{REUSED}:{recent.fit_date.isoformat()}"
     same = (None if fingerprint is None
             else model_registry.same_training_before(root, as_of, fingerprint))
     if same is not None:
@@ -254,14 +257,10 @@ def _user_predictions(con, as_of: date, load_snapshots: Callable[[], pd.DataFram
     :func:`score_campaigns`); write ``ml.user_predictions``."""
     root = settings.models_dir / "user_predictions"
     key = _predictions_settings_key(settings)
-    recent = model_registry.recent_fit(root, as_of, settings.model_refit_days, key)
+    recent = model_registry.reuse_recent_fit(root, as_of, settings.model_refit_days, key)
     age = 0
     if recent is not None:
-        models, _ = model_registry.load_model(recent)
-        age = (as_of - date.fromisoformat(recent.name)).days
-        model_registry.remove_run(root, as_of)
-        logger.info("refit cadence %d days: reusing the churn/spend fit of %s",
-                    settings.model_refit_days, recent.name)
+        models, age = recent.model, recent.age_days
     else:
         snapshots = load_snapshots()
         _require_built_for(snapshots, "marts.fct_user_snapshots", as_of)

@@ -108,18 +108,20 @@ def _fit_or_reuse(profiles: pd.DataFrame, as_of: date, algorithm: str,
         model="segments", algorithm=algorithm, k_range=list(settings.segment_k_range),
         sample_size=settings.silhouette_sample_size, random_state=settings.random_state,
     )
-    recent = model_registry.recent_fit(root, as_of, settings.model_refit_days, key)
-    if recent is not None:
-        model, _ = model_registry.load_model(recent)
-        if model.fits(profiles):
-            logger.info("refit cadence %d days: assigning users to the segments fitted on %s",
-                        settings.model_refit_days, recent.name)
-            result = assign_segments(model, profiles, settings.silhouette_sample_size,
-                                     settings.random_state)
-            model_registry.remove_run(root, as_of)
-            return result, (as_of - date.fromisoformat(recent.name)).days
+
+    def fits_profiles(fit: model_registry.RecentFit) -> bool:
+        if fit.model.fits(profiles):
+            return True
         logger.info("profile features changed since the segments fitted on %s: refitting",
-                    recent.name)
+                    fit.fit_date)
+        return False
+
+    recent = model_registry.reuse_recent_fit(root, as_of, settings.model_refit_days, key,
+                                             accept=fits_profiles)
+    if recent is not None:
+        result = assign_segments(recent.model, profiles, settings.silhouette_sample_size,
+                                 settings.random_state)
+        return result, recent.age_days
     result = fit_segments(
         profiles,
         k_min=settings.segment_k_range[0],

@@ -2,6 +2,10 @@
 -- user_item_interactions, but as of T = D - evaluation_holdout_days (default D - 7), from
 -- events before T + 1 day only. Events of T+1..D are the test window. Erasure follows D.
 {%- set train_date_sql = dbt.dateadd('day', -evaluation_holdout_days(), as_of_date_sql()) %}
+{%- if keep_training_mart(days_before_as_of=evaluation_holdout_days()) %}
+-- refit cadence: D reuses item neighbours fitted (and evaluated) for var training_marts_from
+{{ kept_training_rows('int_users_with_privacy_flags') }}
+{%- else %}
 
 with
 
@@ -32,3 +36,4 @@ user_item_interactions_train as (
 )
 
 select * from user_item_interactions_train
+{%- endif %}
