@@ -34,12 +34,12 @@
         plan_models task passes var `training_marts_from` = the date A whose fitted models D
         reuses (so D fits nothing on these marts), and the table was built for one date in
         [A, D] (point in time: never after D). Anything else (var unset, table missing or
-        built for a date outside [A, D], A not before D) rebuilds as of D.
+        built for a date outside [A, D], A not before D, --full-refresh) rebuilds as of D.
         days_before_as_of: the mart's as_of_date column is the run date minus this many days
         (the hold-out's training side is stamped D - evaluation_holdout_days).
     -#}
     {%- set kept_from = var('training_marts_from', '') | string | trim -%}
-    {%- if not execute or kept_from in ('', 'None') -%}
+    {%- if not execute or not is_incremental() or kept_from in ('', 'None') -%}
         {{ return(false) }}
     {%- endif -%}
     {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', kept_from) -%}
@@ -67,13 +67,34 @@
 {%- endmacro %}
 
 
-{% macro kept_training_rows(users_model) -%}
-    {#- The kept mart's rows minus users erased by D (erasure reaches kept marts too). -#}
-    select kept.*
-    from {{ this }} as kept
-    where kept.user_id not in (
-        select user_id
-        from {{ ref(users_model) }}
-        where is_erased
-    )
+{% macro kept_training_rows() -%}
+    {#-
+        Select of a kept training mart: no new rows, so the table stays as it is (minus the
+        users erased by D, whom the pre-hook prepare_training_mart deleted) instead of
+        being copied into a new one.
+    -#}
+    select * from {{ this }} where false
+{%- endmacro %}
+
+
+{% macro prepare_training_mart(users_model, days_before_as_of=0) -%}
+    {#-
+        Pre-hook of the training marts (incremental, appending what their select returns):
+        a kept mart (keep_training_mart) loses the rows of users erased by D (erasure
+        reaches kept marts too); a mart rebuilt for D is emptied, as its select returns
+        every row.
+        users_model: a model the mart refs, with user_id and is_erased.
+    -#}
+    {%- if is_incremental() -%}
+        {%- if keep_training_mart(days_before_as_of) -%}
+            delete from {{ this }}
+            where user_id in (
+                select user_id
+                from {{ ref(users_model) }}
+                where is_erased
+            )
+        {%- else -%}
+            delete from {{ this }}
+        {%- endif -%}
+    {%- endif -%}
 {%- endmacro %}

@@ -1,8 +1,15 @@
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='sync_all_columns',
+        pre_hook="{{ prepare_training_mart('int_users_with_privacy_flags') }}",
+    )
+}}
 {%- set share_categories = get_share_categories() %}
 {%- set sends_source = ref('int_campaign_sends_as_of') %}
 {%- if keep_training_mart() %}
 -- refit cadence: D reuses models fitted for var training_marts_from, so their training rows stay
-{{ kept_training_rows('int_users_with_privacy_flags') }}
+{{ kept_training_rows() }}
 {%- else %}
 
 with

@@ -1,3 +1,10 @@
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='sync_all_columns',
+        pre_hook="{{ prepare_training_mart('int_users_with_privacy_flags') }}",
+    )
+}}
 {#-
     Point-in-time training rows for the propensity models without campaign history
     (purchase in the next 30 days) and for ml.user_predictions (churn, 90-day spend):
@@ -10,7 +17,7 @@
 {%- set snapshot_days_back = [30, 60, 90] %}
 {%- if keep_training_mart() %}
 -- refit cadence: D reuses models fitted for var training_marts_from, so their training rows stay
-{{ kept_training_rows('int_users_with_privacy_flags') }}
+{{ kept_training_rows() }}
 {%- else %}
 
 with
