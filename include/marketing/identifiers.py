@@ -161,10 +161,17 @@ def sha256_hex(value: str | None) -> str | None:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def scalars(values: pd.Series) -> np.ndarray:
+    """The values as Python objects, every missing marker as ``None``: iterating this is
+    several times faster than iterating an Arrow-backed Series element by element."""
+    return values.to_numpy(dtype=object, na_value=None)
+
+
 def normalise_emails(emails: pd.Series) -> pd.Series:
     """``normalise_email`` over a Series; missing results are ``None`` (object dtype)."""
     return pd.Series(
-        [normalise_email(v) for v in emails], index=emails.index, dtype=object, name=emails.name
+        [normalise_email(v) for v in scalars(emails)], index=emails.index, dtype=object,
+        name=emails.name,
     )
 
 
@@ -181,7 +188,7 @@ def normalise_phones(
             f"phones and countries must have the same length, got {len(phones)} and {len(countries)}"
         )
     out = [normalise_phone(phone, country, style)
-           for phone, country in zip(phones, countries, strict=True)]
+           for phone, country in zip(scalars(phones), scalars(countries), strict=True)]
     return pd.Series(out, index=phones.index, dtype=object, name=phones.name)
 
 
@@ -202,6 +209,22 @@ def per_distinct(values: pd.Series, function) -> pd.Series:
     results[:-1] = [function(value) for value in uniques]
     results[-1] = function(None)  # code -1 (missing) takes the last slot
     return pd.Series(results[codes], index=values.index, dtype=object, name=values.name)
+
+
+def per_distinct_pair(first: pd.Series, second: pd.Series, function) -> pd.Series:
+    """``function(a, b)`` of aligned values, called once per distinct pair (object dtype,
+    ``first``'s index); missing values are passed as ``None``. ``function`` must be pure."""
+    if len(first) != len(second):
+        raise ValueError(f"the two Series must have the same length, got {len(first)} and "
+                         f"{len(second)}")
+    results: dict[tuple[object, ...], object] = {}
+    out = []
+    for a, b in zip(scalars(first), scalars(second), strict=True):
+        key = (type(a), a, type(b), b)  # 1, 1.0 and True are equal keys otherwise
+        if key not in results:
+            results[key] = function(a, b)
+        out.append(results[key])
+    return pd.Series(out, index=first.index, dtype=object, name=first.name)
 
 
 def sha256_hex_series(values: pd.Series) -> pd.Series:

@@ -49,6 +49,7 @@ from marketing.identifiers import (
     normalise_phones,
     normalise_series,
     normalise_zip,
+    per_distinct_pair,
     sha256_hex_series,
 )
 
@@ -220,14 +221,8 @@ def _ad_table(eligible: pd.DataFrame, channel: str) -> pd.DataFrame:
     first = sha256_hex_series(normalise_series(eligible["first_name"], normalise_name))
     last = sha256_hex_series(normalise_series(eligible["last_name"], normalise_name))
     country = normalise_series(eligible["country"], normalise_country)
-    zips = pd.Series(
-        [
-            (_google_zip if channel == "google_ads" else normalise_zip)(z, c)
-            for z, c in zip(eligible["postal_code"], eligible["country"], strict=True)
-        ],
-        index=eligible.index,
-        dtype=object,
-    )
+    zips = per_distinct_pair(eligible["postal_code"], eligible["country"],
+                             _google_zip if channel == "google_ads" else normalise_zip)
     if channel == "google_ads":
         columns = {
             "Email": email,

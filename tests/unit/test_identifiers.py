@@ -17,6 +17,7 @@ from marketing.identifiers import (
     normalise_series,
     normalise_zip,
     per_distinct,
+    per_distinct_pair,
     sha256_hex,
     sha256_hex_series,
 )
@@ -191,6 +192,33 @@ def test_per_distinct_keeps_mixed_types_apart():
     values = pd.Series([1, 1.0, True, "1", np.nan, pd.NA], dtype=object)
     assert per_distinct(values, repr).tolist() == ["1", "1.0", "True", "'1'", "nan", "<NA>"]
     assert normalise_series(values, normalise_country).tolist() == [None] * 6
+
+
+@pytest.mark.parametrize("dtype", ["object", "string[pyarrow]"])
+def test_per_distinct_pair_equals_the_pair_by_pair_map(dtype):
+    rng = np.random.default_rng(5)
+    zips = [" 94025-1234", "94025", "SW1A 1AA", None, "", "10115"]
+    countries = ["US", "GB", "de", None]
+    first = pd.Series([zips[i] for i in rng.integers(0, len(zips), 400)], dtype=dtype,
+                      index=np.arange(400) * 2, name="postal_code")
+    second = pd.Series([countries[i] for i in rng.integers(0, len(countries), 400)], dtype=dtype,
+                       index=first.index)
+    calls = []
+
+    def counted(postal_code, country):
+        calls.append((postal_code, country))
+        return normalise_zip(postal_code, country)
+
+    got = per_distinct_pair(first, second, counted)
+    expected = pd.Series([normalise_zip(z, c) for z, c in zip(first, second, strict=True)],
+                         index=first.index, dtype=object, name="postal_code")
+    pd.testing.assert_series_equal(got, expected)
+    assert len(calls) <= len(zips) * len(countries)
+    mixed = pd.Series([1, 1.0, True, "1", np.nan, pd.NA], dtype=object)
+    assert per_distinct_pair(mixed, mixed, lambda a, b: repr(a)).tolist() == [
+        "1", "1.0", "True", "'1'", "None", "None"]  # missing markers arrive as None
+    with pytest.raises(ValueError, match="same length"):
+        per_distinct_pair(mixed, mixed.iloc[:2], repr)
 
 
 def test_email_with_any_unicode_whitespace_inside_is_rejected():

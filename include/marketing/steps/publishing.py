@@ -6,6 +6,7 @@ import logging
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import phonenumbers
 
@@ -144,16 +145,16 @@ def publish_audiences(
                 for r in results
             ]
         )
-        exported = pd.DataFrame(
-            [
-                {"channel": r.channel, "audience_name": r.audience_name, "user_id": user_id,
-                 "row_sha256": row_hash}
-                for r in results
-                for user_id, row_hash in zip(r.user_ids, r.row_hashes, strict=True)
-            ],
-            columns=["channel", "audience_name", "user_id", "row_sha256"],
-        ).astype({"channel": "string", "audience_name": "string", "user_id": "int64",
-                  "row_sha256": "string"})
+        counts = [len(r.user_ids) for r in results]
+        exported = pd.DataFrame({
+            "channel": pd.array(np.repeat([r.channel for r in results], counts).tolist(),
+                                dtype="string"),
+            "audience_name": pd.array(
+                np.repeat([r.audience_name for r in results], counts).tolist(), dtype="string"),
+            "user_id": np.fromiter(
+                (u for r in results for u in r.user_ids), dtype=np.int64, count=sum(counts)),
+            "row_sha256": pd.array([h for r in results for h in r.row_hashes], dtype="string"),
+        })
         warehouse.replace_partition(con, "ml.published_members", exported, as_of)
         _forget_erased(con)
         warehouse.replace_partition(con, "ml.publish_log", log, as_of)
