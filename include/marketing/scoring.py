@@ -463,15 +463,22 @@ def _choose_c(
     if not folds:
         logger.warning("no usable time-series CV fold; using C=1.0")
         return 1.0, float("nan"), float("nan")
+    aucs: dict[float, list[float]] = {c: [] for c in C_GRID}
+    losses: dict[float, list[float]] = {c: [] for c in C_GRID}
+    for train, test in folds:
+        # The preparation does not depend on C: fitted once per fold, exactly as each C's
+        # pipeline would fit it (fit_transform on the fold's training rows), then shared.
+        prepare = make_pipeline(1.0, random_state, categorical).named_steps["prepare"]
+        x_train = prepare.fit_transform(x.iloc[train], y[train])
+        x_test = prepare.transform(x.iloc[test])
+        for c in C_GRID:
+            model = make_pipeline(c, random_state, categorical).named_steps["model"]
+            p = model.fit(x_train, y[train]).predict_proba(x_test)[:, 1]
+            aucs[c].append(roc_auc_score(y[test], p))
+            losses[c].append(log_loss(y[test], p, labels=[0, 1]))
     best = (1.0, float("nan"), np.inf)
     for c in C_GRID:
-        aucs, losses = [], []
-        for train, test in folds:
-            pipe = make_pipeline(c, random_state, categorical).fit(x.iloc[train], y[train])
-            p = pipe.predict_proba(x.iloc[test])[:, 1]
-            aucs.append(roc_auc_score(y[test], p))
-            losses.append(log_loss(y[test], p, labels=[0, 1]))
-        mean_auc, mean_loss = float(np.mean(aucs)), float(np.mean(losses))
+        mean_auc, mean_loss = float(np.mean(aucs[c])), float(np.mean(losses[c]))
         logger.info("C=%g cv_log_loss=%.5f cv_auc=%.4f (%d folds)", c, mean_loss, mean_auc,
                     len(folds))
         if mean_loss < best[2] - 1e-12:
