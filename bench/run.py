@@ -175,7 +175,8 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
     from dbt.cli.main import dbtRunner
 
     args = [
-        "build", "--select", *selectors,
+        # as the DAG: unit tests run in the test suite, not in the scheduled refresh
+        "build", "--select", *selectors, "--exclude-resource-type", "unit_test",
         "--vars", json.dumps({"as_of_date": as_of.isoformat(), **(extra_vars or {})}),
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_project_dir),
@@ -559,9 +560,10 @@ def render_markdown(result: dict) -> str:
         f"| **{result['full_refresh_peak_rss_mb']:,.0f}** |",
         "",
         f"- incremental day, models reused: D + 1 re-run with model_refit_days = "
-        f"{result.get('reuse_refit_days', REUSE_REFIT_DAYS)}: segments, churn/spend and "
-        "response use D's fits and dbt keeps the training marts (fct_campaign_sends, "
-        "fct_user_snapshots); the default (1) refits every day",
+        f"{result.get('reuse_refit_days', REUSE_REFIT_DAYS)}: segments, churn/spend, "
+        "response and item neighbours use D's fits and dbt keeps the training marts "
+        "(fct_campaign_sends, fct_user_snapshots, user_item_interactions_train); the default "
+        "(1) refits every day",
         f"- peak RSS: {result['peak_rss_mb']:,.0f} MB (full refresh alone "
         f"{result['full_refresh_peak_rss_mb']:,.0f} MB); sample generation "
         f"{result['generate_s']:.1f} s (not part of the refresh)",

@@ -62,6 +62,19 @@ def test_dbt_tasks_get_the_refit_plan(dagbag):
         assert "vars" in task.template_fields
 
 
+def test_scheduled_dbt_tasks_skip_unit_tests_but_not_data_tests(dagbag):
+    """Unit tests run in the test suite (tests/unit/test_dbt_project.py builds everything)."""
+    dag = dagbag.get_dag("segment_refresh")
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith(("dbt_profiles.", "dbt_audiences."))]
+    assert dbt_tasks
+    for task in dbt_tasks:
+        assert task.dbt_cmd_flags == ["--exclude-resource-type", "unit_test"]
+    assert not dag.get_task("source_freshness").dbt_cmd_flags
+    # models still run `dbt build`, so their data tests gate their children
+    assert {type(t).__name__ for t in dbt_tasks} == {"DbtBuildLocalOperator",
+                                                     "DbtTestLocalOperator"}
+
+
 def test_domain_package_never_imports_airflow():
     offenders = [
         str(p)

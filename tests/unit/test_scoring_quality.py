@@ -185,9 +185,13 @@ def test_purchase_fallback_without_campaign_history(shop):
     assert model.metrics["base_rate"] == pytest.approx(
         snapshots.loc[latest, "purchased_next_30d"].mean())
     assert 0 <= model.metrics["auc"] <= 1 and model.categorical == ("country",)
-    sends = _read(settings, "select * from marts.fct_campaign_sends limit 0")
-    chosen, source = scores_step._response_model_for(end, sends, lambda: snapshots, settings)
-    assert source == "trained" and chosen.kind == "purchase_30d"
+    chosen, source, fingerprint = scores_step._response_model_for(
+        end, 0, _must_not_read_sends, lambda: snapshots, settings)
+    assert source == "trained" and chosen.kind == "purchase_30d" and fingerprint is None
+
+
+def _must_not_read_sends() -> pd.DataFrame:
+    raise AssertionError("no sends to read")
 
 
 def test_too_few_sends_keeps_last_good_model_else_skips(shop, scored, caplog):
@@ -280,8 +284,9 @@ def test_skipped_first_run_creates_typed_tables(tmp_path):
                            ).fetchall() == [("auc", 0.75, "response", date(2026, 9, 2))]
 
 
-def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog):
-    """With model_refit_days = 2 a fit from D - 1 scores D; nothing is saved for D."""
+def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog, monkeypatch):
+    """With model_refit_days = 2 a fit from D - 1 scores D; nothing is saved for D, and the
+    training sends are not even read."""
     settings, end = shop
     query = ("select * exclude (as_of_date) from ml.{} where as_of_date = ? order by all")
     tables = ("campaign_scores", "user_predictions")
@@ -290,10 +295,16 @@ def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog):
     for model in ("response", "user_predictions"):
         shutil.move(settings.models_dir / model / day, settings.models_dir / model / earlier_day)
     cadence = dataclasses.replace(settings, model_refit_days=2)
+    reads = []
+    read_frame = scores_step.warehouse.read_frame
+    monkeypatch.setattr(scores_step.warehouse, "read_frame",
+                        lambda con, sql, *args: reads.append(sql) or read_frame(con, sql, *args))
     try:
         with caplog.at_level(logging.INFO, logger="marketing.model_registry"):
             result = pipeline.score_campaigns(end, cadence)
         assert result == {**scored, "model_source": f"refit_cadence:{earlier_day}"}
+        assert reads and not any("fct_campaign_sends" in sql for sql in reads)
+        monkeypatch.undo()
         for model in ("response", "user_predictions"):
             assert f"refit cadence 2 days: {model} reuses the fit of {earlier_day}" in caplog.text
         for table, frame in before.items():

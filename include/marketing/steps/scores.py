@@ -48,9 +48,8 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
     with warehouse.connect(settings.warehouse_path) as con:
-        sends = warehouse.read_frame(
-            con, "select * from marts.fct_campaign_sends order by sent_at, send_id"
-        )
+        # the training sends are read only if D fits (or looks for an identical fit)
+        n_sends = con.execute("select count(*) from marts.fct_campaign_sends").fetchone()[0]
         profiles = warehouse.read_frame(
             con, "select * from marts.user_profiles where as_of_date = ? order by user_id", [as_of]
         )
@@ -62,9 +61,11 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
         )
         # Churn/spend train on closed 90-day windows only; the purchase-in-30-days fallback
         # (no campaign history) needs every snapshot, so it reads them only when it runs.
-        fingerprint = _training_fingerprint(sends, settings) if len(sends) else None
-        model, source = _response_model_for(
-            as_of, sends, lambda: _read_snapshots(con, closed_only=False), settings, fingerprint
+        model, source, fingerprint = _response_model_for(
+            as_of, n_sends,
+            lambda: warehouse.read_frame(
+                con, "select * from marts.fct_campaign_sends order by sent_at, send_id"),
+            lambda: _read_snapshots(con, closed_only=False), settings,
         )
         predictions = _user_predictions(
             con, as_of, lambda: _read_snapshots(con, closed_only=True), profiles, settings
@@ -195,36 +196,41 @@ def _training_fingerprint(sends: pd.DataFrame, settings: Settings) -> str:
     )
 
 
-def _response_model_for(as_of: date, sends: pd.DataFrame,
-                        load_snapshots: Callable[[], pd.DataFrame],
-                        settings: Settings,
-                        fingerprint: str | None = None) -> tuple[ResponseModel | None, str]:
+def _response_model_for(
+    as_of: date, n_sends: int, load_sends: Callable[[], pd.DataFrame],
+    load_snapshots: Callable[[], pd.DataFrame], settings: Settings,
+) -> tuple[ResponseModel | None, str, str | None]:
     """Train, else fall back (purchase propensity / last good model), else (None, "none").
 
-    With ``fingerprint`` (:func:`_training_fingerprint` of ``sends``), a run before D trained
-    on the very same rows and settings is loaded instead of refitting: same data, same
-    deterministic fit (source ``same_training_data:<date>``). A day that closes no campaign
-    window and erases no user with sends reuses the fit; a backfill or a fresh warehouse
-    simply trains. The fingerprint covers the library versions, so a reused fit always loads.
+    Returns the model, its source and the :func:`_training_fingerprint` of the training
+    sends (None when they were not read). ``load_sends`` (``n_sends`` rows) is called only
+    when D does not reuse a fit under the refit cadence. With the sends read, a run before D
+    trained on the very same rows and settings is loaded instead of refitting: same data,
+    same deterministic fit (source ``same_training_data:<date>``). A day that closes no
+    campaign window and erases no user with sends reuses the fit; a backfill or a fresh
+    warehouse simply trains. The fingerprint covers the library versions, so a reused fit
+    always loads.
     """
     minimums = {"min_positives": settings.response_min_positives,
                 "min_negatives": settings.response_min_negatives}
     root = settings.models_dir / "response"
     # a purchase-propensity fallback is not reused once campaign history exists
-    wanted = "campaign_response" if len(sends) else "purchase_30d"
+    wanted = "campaign_response" if n_sends else "purchase_30d"
     recent = model_registry.reuse_recent_fit(root, as_of, settings.model_refit_days,
                                              _response_settings_key(settings),
                                              accept=lambda fit: fit.card.get("kind") == wanted)
     if recent is not None:
         (settings.reports_dir / as_of.isoformat() / "response.png").unlink(missing_ok=True)
-        return recent.model, f"{REUSED}:{recent.fit_date.isoformat()}"
+        return recent.model, f"{REUSED}:{recent.fit_date.isoformat()}", None
+    sends = load_sends() if n_sends else None
+    fingerprint = None if sends is None else _training_fingerprint(sends, settings)
     same = (None if fingerprint is None
             else model_registry.same_training_before(root, as_of, fingerprint))
     if same is not None:
         model, _ = model_registry.load_model(same)
         logger.info("training sends unchanged since %s: reusing its fit", same.name)
-        return model, f"same_training_data:{same.name}"
-    if len(sends):
+        return model, f"same_training_data:{same.name}", fingerprint
+    if sends is not None:
         _require_built_for(sends, "marts.fct_campaign_sends", as_of)
         model = train_response_model(sends, random_state=settings.random_state,
                                      uplift_min_positives=settings.uplift_min_positives,
@@ -237,18 +243,18 @@ def _response_model_for(as_of: date, sends: pd.DataFrame,
         model = (train_purchase_model(snapshots, random_state=settings.random_state, **minimums)
                  if len(snapshots) else None)
     if model is not None:
-        return model, "trained"
+        return model, "trained", fingerprint
     folder = model_registry.latest_run_before(root, as_of)
     if folder is None:
         logger.warning(
             "skipping campaign scoring for %s: no eligible training data (see above) and no "
             "earlier model under %s", as_of, root,
         )
-        return None, "none"
+        return None, "none", fingerprint
     model, _ = model_registry.load_model(folder)  # other library versions: a clear error
     logger.warning("not enough data to retrain on %s: keeping the last good model from %s",
                    as_of, folder.name)
-    return model, f"last_good:{folder.name}"
+    return model, f"last_good:{folder.name}", fingerprint
 
 
 def _user_predictions(con, as_of: date, load_snapshots: Callable[[], pd.DataFrame],
