@@ -29,12 +29,12 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
     metrics of item-CF and popularity (train up to D-7, test D-6..D) into ``ml.model_runs``
     (model ``recommendations``, with ``model_age_days``).
 
-    With ``settings.model_refit_days`` N > 1 the item neighbours are a model like the
-    others: fitted, evaluated and saved under ``models/recommendations/<D>/`` on the first
-    date of a cycle; the dates after it score their users' current histories against the
-    saved neighbours (minus pairs of items no longer interacted with) and report the fit's
-    hold-out metrics, until the fit is N days old. Catalogue items the fit had no
-    interactions for get content-based neighbours.
+    The item neighbours are a model like the others: every fit is saved with its hold-out
+    metrics under ``models/recommendations/<D>/``. With ``settings.model_refit_days`` N > 1
+    the dates after a fit score their users' current histories against its neighbours
+    (minus pairs of items no longer interacted with) and report its metrics instead of
+    evaluating, until it is N days old. Catalogue items the fit had no interactions for get
+    content-based neighbours.
     """
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
