@@ -232,19 +232,28 @@ def refresh(
     target_dir = settings.data_dir / "target"
     nodes: list[dict] = []
     run_id = f"bench__{as_of.isoformat()}"
+    dbt_vars: dict[str, str] = {}
+
+    def plan() -> dict[str, str]:
+        # as the DAG: plan_models runs before dbt and both dbt groups get the same vars
+        # (different vars would make the second group re-parse the whole project)
+        if not dbt_vars:
+            dbt_vars["training_marts_from"] = pipeline_plan(as_of, settings)
+        return dbt_vars
+
     steps: list[tuple[str, Callable[[], object]]] = [
         ("land", lambda: pipeline.land_day(as_of, settings)),
         ("dbt_profiles", lambda: nodes.extend(
             {**n, "stage": "dbt_profiles"}
-            for n in dbt_build(["tag:profiles"], as_of, settings, target_dir, {
-                "training_marts_from": pipeline_plan(as_of, settings)}))),
+            for n in dbt_build(["tag:profiles"], as_of, settings, target_dir, plan()))),
         ("segments", lambda: pipeline.build_segments(as_of, settings)),
         ("recommendations", lambda: pipeline.build_recommendations(as_of, settings)),
         ("scores", lambda: pipeline.score_campaigns(as_of, settings)),
         ("audience_definitions", lambda: pipeline.load_audience_definitions(as_of, settings)),
         ("dbt_audiences", lambda: nodes.extend(
             {**n, "stage": "dbt_audiences"}
-            for n in dbt_build(["tag:audiences", "tag:post_ml"], as_of, settings, target_dir))),
+            for n in dbt_build(["tag:audiences", "tag:post_ml"], as_of, settings, target_dir,
+                               plan()))),
         ("publish", lambda: pipeline.publish_audiences(as_of, run_id, settings)),
         ("snapshot", lambda: pipeline.publish_snapshot(settings)),
     ]

@@ -75,7 +75,9 @@
 {%- endmacro %}
 
 
-{% macro point_in_time_features(spine, share_categories, few_rows_per_user=false) -%}
+{% macro point_in_time_features(
+    spine, share_categories, few_rows_per_user=false, daily_activity=false
+) -%}
 {%- set running_total -%}
     over (
         partition by user_id
@@ -191,6 +193,46 @@ pit_order_features as (
 
 ),
 
+{%- if daily_activity %}
+
+pit_event_windows as (
+
+    -- day-aligned spine rows (reference_at = reference_date + 1 day): a window of N days is
+    -- the days (reference_date - N, reference_date] of int_user_daily_activity
+    select
+        pit_spine.spine_key,
+        {%- for days in [30, 90] %}
+        {%- for flag in behaviour_flags %}
+        sum(
+            {%- if days == 90 %}
+            activity.{{ behaviour_counts[flag] }}
+            {%- else %}
+            case
+                when activity.activity_date
+                    > {{ dbt.dateadd('day', -days, 'pit_spine.reference_date') }}
+                    then activity.{{ behaviour_counts[flag] }}
+            end
+            {%- endif %}
+        ) as {{ behaviour_counts[flag] }}_{{ days }}d,
+        {%- endfor %}
+        {%- endfor %}
+        sum(activity.count_events) as is_event_90d{{ "," if share_categories }}
+        {%- for share_category in share_categories %}
+        sum(activity.count_category_{{ share_category.slug }})
+            as is_category_{{ share_category.slug }}_90d{{ "," if not loop.last }}
+        {%- endfor %}
+    from pit_spine
+    inner join {{ ref('int_user_daily_activity') }} as activity
+        on
+            pit_spine.user_id = activity.user_id
+            and activity.activity_date > {{ dbt.dateadd('day', -90, 'pit_spine.reference_date') }}
+            and activity.activity_date <= pit_spine.reference_date
+    group by pit_spine.spine_key
+
+),
+
+{%- else %}
+
 pit_event_bounds as (
 
     -- events count only inside some spine row's 90-day window: one before every window
@@ -204,77 +246,7 @@ pit_event_bounds as (
 
 ),
 
-pit_events as (
-
-    select
-        events.user_id,
-        events.event_at,
-        events.event_type,
-        items.category
-    from {{ ref('int_events_as_of') }} as events
-    inner join pit_spine_users
-        on events.user_id = pit_spine_users.user_id
-    cross join pit_event_bounds
-    left join {{ ref('int_items_as_of') }} as items
-        on events.item_id = items.item_id
-    where
-        events.event_at >= pit_event_bounds.first_needed_at
-        and events.event_at < pit_event_bounds.last_needed_before
-
-),
-
-pit_session_starts as (
-
-    -- a session's start is the first of *all* its events, so only the upper bound filters
-    -- events; sessions that started before any window are dropped after grouping
-    select
-        events.user_id,
-        min(events.event_at) as session_started_at
-    from {{ ref('int_events_as_of') }} as events
-    cross join pit_event_bounds
-    where
-        events.session_id is not null
-        and events.event_at < pit_event_bounds.last_needed_before
-        and events.user_id in (select user_id from pit_spine_users)
-    group by events.user_id, events.session_id
-    having min(events.event_at) >= min(pit_event_bounds.first_needed_at)
-
-),
-
-pit_activity as (
-
-    -- one row per event or session start, with TINYINT flags (narrow rows: this is the
-    -- widest input of the project)
-    select
-        user_id,
-        event_at as timeline_at,
-        cast(1 as {{ type_flag() }}) as timeline_rank,
-        cast(coalesce(event_type = 'view', false) as {{ type_flag() }}) as is_view,
-        cast(coalesce(event_type = 'cart', false) as {{ type_flag() }}) as is_cart,
-        cast(coalesce(event_type = 'purchase', false) as {{ type_flag() }}) as is_purchase,
-        cast(0 as {{ type_flag() }}) as is_session_start,
-        cast(1 as {{ type_flag() }}) as is_event{{ "," if share_categories }}
-        {%- for share_category in share_categories %}
-        cast(
-            coalesce(category in {{ sql_string_list(share_category.categories) }}, false)
-            as {{ type_flag() }}
-        ) as is_category_{{ share_category.slug }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from pit_events
-
-    union all
-
-    select
-        user_id,
-        session_started_at as timeline_at,
-        cast(1 as {{ type_flag() }}) as timeline_rank,
-        {%- for flag in event_flags %}
-        cast({{ 1 if flag == 'is_session_start' else 0 }} as {{ type_flag() }})
-            as {{ flag }}{{ "," if not loop.last }}
-        {%- endfor %}
-    from pit_session_starts
-
-),
+{{ point_in_time_activity(share_categories, 'pit_event_bounds', 'pit_spine_users') }},
 
 {%- if not few_rows_per_user %}
 
@@ -391,6 +363,8 @@ pit_event_windows as (
     group by pit_spine.spine_key
 
 ),
+
+{%- endif %}
 
 {%- endif %}
 

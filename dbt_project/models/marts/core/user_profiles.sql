@@ -32,7 +32,7 @@ spine as (
 
 ),
 
-{{ point_in_time_features('spine', share_categories, few_rows_per_user=true) }},
+{{ point_in_time_features('spine', share_categories, daily_activity=true) }},
 
 user_profiles as (
 
