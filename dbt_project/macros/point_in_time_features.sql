@@ -13,16 +13,20 @@
     Windows are [reference_at - N days, reference_at). Sessions count in the window they
     started in. Shares are the fraction of the user's 90-day events per category.
 
-    Two strategies, same results (tests/unit/test_dbt_project.py checks both against a brute
-    force):
+    Three strategies for the event counts, same results (tests/unit/test_dbt_project.py
+    checks each against a brute force):
+    - daily_activity=true (profiles, snapshots: day-aligned spines, reference_at =
+      reference_date + 1 day, reference_date in D - 89 .. D): sums the days
+      (reference_date - N, reference_date] of int_user_daily_activity, which a daily run
+      maintains incrementally; ~1.8M user-days instead of 12M events at 1M users.
     - timeline (default, any number of spine rows per user, e.g. one per campaign send):
       n log n. Every event inside some spine row's 90-day window, every session and order is
       sorted once per user together with three boundary markers per spine row (reference,
       reference - 30 d, reference - 90 d); a running sum at each marker counts what happened
       strictly before it (markers sort before events at the same instant), and a window count
       is the difference of two markers. No event is ever paired with a spine row.
-    - few_rows_per_user=true (profiles: one row per user; snapshots: three; campaign sends
-      while they average at most 4 per user, see has_few_rows_per_user()): each event is joined
+    - few_rows_per_user=true (campaign sends while they average at most 4 per user, see
+      has_few_rows_per_user()): each event is joined
       to its user's spine rows whose 90-day window holds it and aggregated by hash, at most
       rows-per-user x events rows, no sort. Orders always use the timeline.
 -#}
