@@ -475,14 +475,17 @@ def run_benchmark(
         full_peak_mb = max(round(sampler.peak_bytes / _MB, 1), *stage_peaks.values())
         started = time.perf_counter()
         harness_next: dict[str, float] = {}
-        incremental, _ = refresh(next_day, settings, bar, overhead=harness_next)
+        incremental_peaks: dict[str, float] = {}
+        incremental, _ = refresh(next_day, settings, bar, sampler, incremental_peaks,
+                                 harness_next)
         incremental_day_s = round(
             time.perf_counter() - started - harness_next["heap_release_s"], 3)
         # the same day again (a re-run replaces it), now reusing D's fits
         reuse = dataclasses.replace(settings, model_refit_days=REUSE_REFIT_DAYS)
         started = time.perf_counter()
         harness_reuse: dict[str, float] = {}
-        reused, _ = refresh(next_day, reuse, bar, overhead=harness_reuse)
+        reused_peaks: dict[str, float] = {}
+        reused, _ = refresh(next_day, reuse, bar, sampler, reused_peaks, harness_reuse)
         reused_day_s = round(time.perf_counter() - started - harness_reuse["heap_release_s"], 3)
     peak_rss_mb = max(sampler.peak_mb, full_peak_mb)
 
@@ -515,8 +518,10 @@ def run_benchmark(
         "stage_peak_rss_mb": stage_peaks,
         "incremental_day_s": incremental_day_s,
         "incremental_stages": incremental,
+        "incremental_stage_peak_rss_mb": incremental_peaks,
         "incremental_day_reused_models_s": reused_day_s,
         "incremental_reused_models_stages": reused,
+        "incremental_reused_models_stage_peak_rss_mb": reused_peaks,
         "reuse_refit_days": REUSE_REFIT_DAYS,
         # the fit date whose training marts the reuse pass kept ("" = rebuilt)
         "reuse_training_marts_from": pipeline_plan(next_day, reuse),
@@ -554,27 +559,31 @@ def render_markdown(result: dict) -> str:
         f"{result['machine']['load_average_at_start'][0]}).",
         "",
         "| stage | full refresh (s) | incremental day (s) | incremental day, models "
-        "reused (s) | peak RSS, full (MB) |",
+        "reused (s) | peak RSS, full / incremental / reused (MB) |",
         "|---|---:|---:|---:|---:|",
     ]
-    peaks = result.get("stage_peak_rss_mb", {})
+    peaks = [result.get(key, {}) for key in (
+        "stage_peak_rss_mb", "incremental_stage_peak_rss_mb",
+        "incremental_reused_models_stage_peak_rss_mb")]
     reused = result.get("incremental_reused_models_stages", {})
     for name, seconds in result["stages"].items():
+        stage_peaks = " / ".join(f"{p.get(name, float('nan')):,.0f}" for p in peaks)
         lines.append(f"| {name} | {seconds:.2f} | {result['incremental_stages'].get(name, 0):.2f} "
-                     f"| {reused.get(name, float('nan')):.2f} "
-                     f"| {peaks.get(name, float('nan')):,.0f} |")
+                     f"| {reused.get(name, float('nan')):.2f} | {stage_peaks} |")
     lines += [
         f"| **total** | **{result['total_wall_s']:.2f}** | **{result['incremental_day_s']:.2f}** "
         f"| **{result.get('incremental_day_reused_models_s', float('nan')):.2f}** "
-        f"| **{result['full_refresh_peak_rss_mb']:,.0f}** |",
+        f"| **{result['full_refresh_peak_rss_mb']:,.0f}** (full refresh) |",
         "",
         f"- incremental day, models reused: D + 1 re-run with model_refit_days = "
         f"{result.get('reuse_refit_days', REUSE_REFIT_DAYS)}: segments, churn/spend, "
         "response and item neighbours use D's fits and dbt keeps the training marts "
         "(fct_campaign_sends, fct_user_snapshots, user_item_interactions_train); the default "
         "(1) refits every day",
-        f"- peak RSS: {result['peak_rss_mb']:,.0f} MB (full refresh alone "
-        f"{result['full_refresh_peak_rss_mb']:,.0f} MB); sample generation "
+        f"- peak RSS: {result['peak_rss_mb']:,.0f} MB over the three passes, which run in one "
+        "process, so a stage's peak includes what earlier stages left allocated (the DAG runs "
+        f"each task in its own process); full refresh alone "
+        f"{result['full_refresh_peak_rss_mb']:,.0f} MB; sample generation "
         f"{result['generate_s']:.1f} s (not part of the refresh)",
         f"- {result['seconds_per_million_events']:.2f} s per million events",
         f"- item neighbours {result['neighbours_s']:.2f} s vs implicit CosineRecommender "

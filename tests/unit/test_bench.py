@@ -67,6 +67,9 @@ def test_result_has_the_contract_keys_and_every_stage(tiny_result):
     assert result["peak_rss_mb"] >= result["full_refresh_peak_rss_mb"] > 50
     assert list(result["stage_peak_rss_mb"]) == list(bench.STAGES)
     assert max(result["stage_peak_rss_mb"].values()) <= result["full_refresh_peak_rss_mb"]
+    for key in ("incremental_stage_peak_rss_mb", "incremental_reused_models_stage_peak_rss_mb"):
+        assert list(result[key]) == list(bench.STAGES)
+        assert max(result[key].values()) <= result["peak_rss_mb"]
     machine = result["machine"]
     assert machine["cpu_count"] >= 1 and machine["libraries"]["duckdb"] == duckdb.__version__
 
