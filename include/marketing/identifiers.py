@@ -28,8 +28,9 @@ PHONE_STYLES: tuple[str, ...] = ("e164", "digits")
 _WHITESPACE = re.compile(r"\s")
 """Any character ``str.isspace`` calls whitespace (``re``'s ``\\s`` on str uses the same test)."""
 _PARSED: dict[tuple[str, str | None], str | None] = {}
-"""(raw number, region) -> E.164 or None: every parse of this process, so every ad channel of a
-run parses a number once; :func:`seed_parsed_phones` adds the parses of earlier runs."""
+"""(raw number, region) -> E.164 or None: the parses since the last :func:`seed_parsed_phones`
+(which replaces the rest with the previous run's), so every ad channel of a run parses a number
+once and a long-lived process holds at most two runs' numbers."""
 _USED: set[tuple[str, str | None]] = set()
 """Keys looked up since the last :func:`seed_parsed_phones` (what a run needs next time)."""
 
@@ -124,9 +125,12 @@ def seed_parsed_phones(parsed: Iterable[tuple[str, str | None, str | None]]) -> 
 
     Parsing with libphonenumber dominates publishing (177k numbers: ~6 s); a daily run meets
     mostly the numbers it met the day before. Entries must come from :func:`parsed_phones_used`
-    of the same libphonenumber version (the publish step checks).
+    of the same libphonenumber version (the publish step checks). Parses held from before are
+    dropped first: the cache stays bounded in a long-lived process (a bench, `airflow dags
+    test`), and numbers of users erased since leave memory with them.
     """
     _USED.clear()
+    _PARSED.clear()
     for phone, region, e164 in parsed:
         _PARSED[(phone, region)] = e164
 

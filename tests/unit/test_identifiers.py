@@ -16,8 +16,10 @@ from marketing.identifiers import (
     normalise_phones,
     normalise_series,
     normalise_zip,
+    parsed_phones_used,
     per_distinct,
     per_distinct_pair,
+    seed_parsed_phones,
     sha256_hex,
     sha256_hex_series,
 )
@@ -89,6 +91,28 @@ def test_normalise_phone_invalid(phone, country):
 def test_normalise_phone_rejects_unknown_style():
     with pytest.raises(ValueError, match="got 'E164'"):
         normalise_phone("(415) 555-0123", "US", "E164")
+
+
+def test_phone_parse_cache_holds_the_seed_and_this_runs_numbers_only(monkeypatch):
+    """A seed replaces what the process held: bounded, and dropped numbers are parsed again."""
+    import phonenumbers
+
+    from marketing import identifiers
+
+    seed_parsed_phones([])
+    normalise_phone("(415) 555-0101", "US")
+    normalise_phone("020 7946 0102", "GB")
+    seed_parsed_phones([("(415) 555-0101", "US", "+14155550101")])
+    assert set(identifiers._PARSED) == {("(415) 555-0101", "US")}
+    calls = []
+    real_parse = phonenumbers.parse
+    monkeypatch.setattr(phonenumbers, "parse",
+                        lambda *a, **k: calls.append(a) or real_parse(*a, **k))
+    assert normalise_phone("(415) 555-0101", "US") == "+14155550101"
+    assert normalise_phone("020 7946 0102", "GB") == "+442079460102"
+    assert calls == [("020 7946 0102", "GB")]
+    assert parsed_phones_used() == [("(415) 555-0101", "US", "+14155550101"),
+                                    ("020 7946 0102", "GB", "+442079460102")]
 
 
 def test_series_helpers_match_scalar_functions():
