@@ -16,7 +16,7 @@
     Three strategies for the event counts, same results (tests/unit/test_dbt_project.py
     checks each against a brute force):
     - daily_activity=true (profiles, snapshots: day-aligned spines, reference_at =
-      reference_date + 1 day, reference_date in D - 89 .. D): sums the days
+      reference_date + 1 day, reference_date in D - 90 .. D): sums the days
       (reference_date - N, reference_date] of int_user_daily_activity, which a daily run
       maintains incrementally; ~1.8M user-days instead of 12M events at 1M users.
     - timeline (default, any number of spine rows per user, e.g. one per campaign send):
@@ -339,8 +339,8 @@ pit_event_windows as (
 
 pit_event_windows as (
 
-    -- few spine rows per user (profiles: one, snapshots: three): join each event to the
-    -- user's rows whose 90-day window holds it and aggregate, at most rows-per-user x events
+    -- few spine rows per user (campaign sends while they average at most 4): join each event
+    -- to the user's rows whose 90-day window holds it and aggregate, at most rows x events
     select
         pit_spine.spine_key,
         {%- for days in [30, 90] %}
