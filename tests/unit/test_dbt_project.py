@@ -499,55 +499,123 @@ def test_interaction_strength_matches_brute_force(random_build):
 
 # --- int_user_daily_activity: a daily run rebuilds only what changed, exactly ---------------
 
-def _daily_activity(warehouse: Path) -> pd.DataFrame:
+INCREMENTAL_TABLES = {
+    "daily_activity": "select * from intermediate.int_user_daily_activity "
+    "order by user_id, activity_date",
+    "campaign_sends": "select * from marts.fct_campaign_sends order by send_id",
+}
+
+
+def _incremental_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
     con = duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG))
     try:
-        return con.execute(
-            "select * from intermediate.int_user_daily_activity order by user_id, activity_date"
-        ).df()
+        return {name: con.execute(sql).df() for name, sql in INCREMENTAL_TABLES.items()}
     finally:
         con.close()
 
 
+def _late_data(con: duckdb.DuckDBPyConnection) -> None:
+    """Late and out-of-order data for the incremental models (each clause says what it tests)."""
+    day_before = RANDOM_D - timedelta(days=1)
+    # events 1-3 days late: sessions cross days on the hourly grid, so starts move
+    con.execute(
+        "update raw.events set _partition_date = _partition_date + cast(event_id % 3 + 1 as int)"
+        " where event_id % 7 = 0"
+    )
+    # item 6 listed only on D - 1: its earlier events had no category
+    con.execute("update raw.items set _partition_date = ? where item_id = 6", [day_before])
+    # users 3 and 2 (who has sends) erased at D 00:00, landed on D - 1
+    requested = datetime.combine(RANDOM_D, datetime.min.time())
+    raw_fixture.insert_raw(
+        con, "erasure_requests", [(3, requested), (2, requested)], [day_before, day_before]
+    )
+    # orders and order lines 2 days late (features as of each send)
+    con.execute("update raw.orders set _partition_date = _partition_date + 2 where order_id % 4 = 0")
+    con.execute(
+        "update raw.order_lines set _partition_date = _partition_date + 1 where order_id % 5 = 0"
+    )
+    # sends landed 2 days late
+    con.execute(
+        "update raw.campaign_sends set _partition_date = _partition_date + 2 where send_id % 5 = 0"
+    )
+    # responses within the 3-day window, every 3rd landing 2 days late (labels change)
+    sends = con.execute(
+        "select send_id, campaign_id, user_id, sent_at from raw.campaign_sends where send_id % 2 = 0"
+    ).fetchall()
+    responses = [
+        (send_id, send_id, campaign_id, user_id, sent_at + timedelta(hours=5 + send_id % 40))
+        for send_id, campaign_id, user_id, sent_at in sends
+    ]
+    raw_fixture.insert_raw(
+        con, "campaign_responses", responses,
+        [r[4].date() + timedelta(days=2 if r[0] % 3 == 0 else 0) for r in responses],
+    )
+    # Users 16-19 have nothing else, so one row alone must (re)build their send: user 16's
+    # response, user 17's order (its line landed on time) and user 18's order line land late;
+    # user 19's send is sent on D - 5 and its window closes during D - 2.
+    first, day = date(2024, 1, 1), datetime(2024, 6, 20)
+    raw_fixture.insert_raw(con, "users", [
+        (u, f"u{u}@example.com", None, "F", "L", "DE", "C", "1", datetime(2024, 1, 5), True, True)
+        for u in (16, 17, 18, 19)
+    ], [first] * 4)
+    sends = [(101 + i, 1, 16 + i, day + timedelta(hours=i), False) for i in range(3)]
+    sends.append((104, 1, 19, datetime.combine(RANDOM_D, datetime.min.time()) - timedelta(days=5)
+                  + timedelta(hours=12), False))
+    raw_fixture.insert_raw(con, "campaign_sends", sends, [r[3].date() for r in sends])
+    raw_fixture.insert_raw(
+        con, "campaign_responses", [(101, 101, 1, 16, day + timedelta(hours=20))], [day_before]
+    )
+    ordered_at = datetime(2024, 6, 10)
+    raw_fixture.insert_raw(
+        con, "orders", [(101, 17, ordered_at), (102, 18, ordered_at)],
+        [RANDOM_D - timedelta(days=2), ordered_at.date()],
+    )
+    raw_fixture.insert_raw(
+        con, "order_lines", [(101, 1, 1, 2, 9.99), (102, 1, 2, 1, 20.0)],
+        [ordered_at.date(), day_before],
+    )
+    # campaign 2 (2-day window) is listed on D - 2, after some of its sends landed
+    raw_fixture.insert_raw(
+        con, "campaigns", [(2, "late", "email", datetime(2024, 6, 1), 2)],
+        [RANDOM_D - timedelta(days=2)],
+    )
+    con.execute(
+        "update raw.campaign_sends set campaign_id = 2 where send_id % 4 = 1 and sent_at >= ?",
+        [datetime(2024, 6, 1)],
+    )
+
+
 @pytest.fixture(scope="module")
-def daily_activity_runs(tmp_path_factory):
+def incremental_runs(tmp_path_factory):
     """The random shop built day by day (incremental) and rebuilt from scratch each day.
 
-    Late data: every 7th event lands 1-3 days after its day (sessions cross days on the hourly
-    grid, so late events move session starts), item 6 is listed only on RANDOM_D - 1 (its
-    earlier events had no category), user 3 is erased on RANDOM_D - 1; then partition
-    RANDOM_D is re-landed without a third of its events and RANDOM_D re-run; then an
-    earlier date is run again (a backfill).
+    Late data (_late_data): events, orders, order lines, sends and responses land days late,
+    item 6 and campaign 2 are listed late, users 3 and 2 are erased on RANDOM_D - 1; then partition
+    RANDOM_D is re-landed without a third of its events and RANDOM_D re-run; then an earlier
+    date is run again (a backfill). Each step: (label, day, incremental tables, rebuilt
+    tables, compiled SQL of the incremental fct_campaign_sends).
     """
-    work = tmp_path_factory.mktemp("dbt_daily_activity")
+    work = tmp_path_factory.mktemp("dbt_incremental")
     incremental = work / "incremental.duckdb"
     _random_warehouse(incremental)
     con = duckdb.connect(str(incremental), config=dict(CONNECTION_CONFIG))
     try:
-        con.execute(
-            "update raw.events set _partition_date = _partition_date + cast(event_id % 3 + 1 as int)"
-            " where event_id % 7 = 0"
-        )
-        con.execute(
-            "update raw.items set _partition_date = ? where item_id = 6",
-            [RANDOM_D - timedelta(days=1)],
-        )
-        raw_fixture.insert_raw(
-            con, "erasure_requests", [(3, datetime.combine(RANDOM_D, datetime.min.time()))],
-            [RANDOM_D - timedelta(days=1)],
-        )
+        _late_data(con)
     finally:
         con.close()
     rebuilt = work / "rebuilt.duckdb"
     shutil.copy(incremental, rebuilt)
 
-    select = ["--select", "+int_user_daily_activity"]
-    steps: list[tuple[str, date, pd.DataFrame, pd.DataFrame]] = []
+    select = ["--select", "+int_user_daily_activity", "+fct_campaign_sends"]
+    steps: list[tuple[str, date, dict, dict, str]] = []
 
     def step(label: str, day: date) -> None:
-        run_ok(["run", *select, *as_of(day)], incremental, work / "incremental")
+        results = run_ok(["run", *select, *as_of(day)], incremental, work / "incremental")
+        compiled = next(r.node.compiled_code for r in results if r.node.name == "fct_campaign_sends")
         run_ok(["run", *select, "--full-refresh", *as_of(day)], rebuilt, work / "rebuilt")
-        steps.append((label, day, _daily_activity(incremental), _daily_activity(rebuilt)))
+        steps.append(
+            (label, day, _incremental_tables(incremental), _incremental_tables(rebuilt), compiled)
+        )
 
     for days_back in (4, 3, 2, 1, 0):
         step(f"D-{days_back}", RANDOM_D - timedelta(days=days_back))
@@ -566,26 +634,51 @@ def daily_activity_runs(tmp_path_factory):
     return steps
 
 
-def test_daily_activity_runs_equal_rebuilds(daily_activity_runs):
-    for label, _, got, want in daily_activity_runs:
+def test_daily_activity_runs_equal_rebuilds(incremental_runs):
+    for label, _, got, want, _ in incremental_runs:
+        got, want = got["daily_activity"], want["daily_activity"]
         assert len(want) > 100, label
         pd.testing.assert_frame_equal(
             got.drop(columns="as_of_date"), want.drop(columns="as_of_date"), obj=label
         )
 
 
-def test_daily_activity_rebuilds_only_changed_days(daily_activity_runs):
+def test_daily_activity_rebuilds_only_changed_days(incremental_runs):
     """The daily runs kept earlier days' rows (a rebuild stamps every row with its date), so
     the equality above is the incremental path's. Random sessions span weeks here, so a
     late event reopens many days; in a shop a day reopens about one."""
     kept = {
-        label: (got["as_of_date"].dt.date < day).mean()
-        for label, day, got, _ in daily_activity_runs
+        label: (got["daily_activity"]["as_of_date"].dt.date < day).mean()
+        for label, day, got, _, _ in incremental_runs
     }
     for label in ("D-3", "D-2", "D-1", "D-0", "D re-landed"):
         assert kept[label] > 0.2, (label, kept[label])
     # a backfill of an earlier date is rebuilt as of that date, and so is the next date
     # after it (the table was built for D - 2, not D - 1)
     assert kept["backfill D-2"] == 0 and kept["D after backfill"] == 0
-    erased = daily_activity_runs[-1][2]
-    assert 3 not in set(erased["user_id"]) and 3 in set(daily_activity_runs[0][2]["user_id"])
+    erased = incremental_runs[-1][2]["daily_activity"]
+    first = incremental_runs[0][2]["daily_activity"]
+    assert 3 not in set(erased["user_id"]) and 3 in set(first["user_id"])
+
+
+def test_campaign_sends_runs_equal_rebuilds(incremental_runs):
+    for label, _, got, want, _ in incremental_runs:
+        got, want = got["campaign_sends"], want["campaign_sends"]
+        assert len(want) > 40 and want["has_responded"].any(), label
+        pd.testing.assert_frame_equal(got, want, obj=label)
+
+
+def test_campaign_sends_extend_only_the_day_before(incremental_runs):
+    """Which runs took the incremental path (the equality above is then that path's): each
+    day after the day before, not the first run, the re-run of D, the backfill, or the
+    date after the backfill. The late data reached the incremental runs: campaign 2's sends
+    appeared on D - 2 and user 2's rows left on D (requested at D 00:00)."""
+    marker = "the run for D - 1 built the rest"
+    extended = {label: marker in compiled for label, _, _, _, compiled in incremental_runs}
+    assert extended == {
+        "D-4": False, "D-3": True, "D-2": True, "D-1": True, "D-0": True,
+        "D re-landed": False, "backfill D-2": False, "D after backfill": False,
+    }
+    sends = {label: got["campaign_sends"] for label, _, got, _, _ in incremental_runs}
+    assert 2 not in set(sends["D-3"]["campaign_id"]) and 2 in set(sends["D-2"]["campaign_id"])
+    assert 2 in set(sends["D-1"]["user_id"]) and 2 not in set(sends["D-0"]["user_id"])

@@ -2,11 +2,16 @@
     config(
         materialized='incremental',
         on_schema_change='sync_all_columns',
-        pre_hook="{{ prepare_training_mart('int_users_with_privacy_flags') }}",
+        pre_hook="{{ prepare_campaign_sends() }}",
     )
 }}
+-- depends_on: {{ ref('int_orders_as_of') }}, {{ ref('int_order_lines_as_of') }}
+-- depends_on: {{ ref('int_users_as_of') }}, {{ ref('int_items_as_of') }}
+-- depends_on: {{ ref('int_events_as_of') }}
+{#- (read by campaign_sends_changed_sql, which parsing does not render) #}
 {%- set share_categories = get_share_categories() %}
 {%- set sends_source = ref('int_campaign_sends_as_of') %}
+{%- set extends_day_before = campaign_sends_extends_day_before(share_categories) %}
 {%- if keep_training_mart() %}
 -- refit cadence: D reuses models fitted for var training_marts_from, so their training rows stay
 {{ kept_training_rows() }}
@@ -63,7 +68,12 @@ closed_sends as (
     -- only sends whose outcome is final by the end of D can be labelled
     select *
     from sends_with_windows
-    where response_window_closes_at <= {{ as_of_cutoff_sql() }}
+    where
+        response_window_closes_at <= {{ as_of_cutoff_sql() }}
+        {%- if extends_day_before %}
+        -- the run for D - 1 built the rest (macro campaign_sends_extends_day_before)
+        and {{ campaign_sends_changed_sql() }}
+        {%- endif %}
 
 ),
 
