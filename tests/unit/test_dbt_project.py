@@ -550,7 +550,7 @@ def _late_data(con: duckdb.DuckDBPyConnection) -> None:
         con, "campaign_responses", responses,
         [r[4].date() + timedelta(days=2 if r[0] % 3 == 0 else 0) for r in responses],
     )
-    # Users 16-19 have nothing else, so one row alone must (re)build their send: user 16's
+    # Users 16-22 have nothing else, so one row alone must (re)build their send: user 16's
     # response, user 17's order (its line landed on time) and user 18's order line land late;
     # user 19's send is sent on D - 5 and its window closes during D - 2.
     first, day = date(2024, 1, 1), datetime(2024, 6, 20)
@@ -564,6 +564,17 @@ def _late_data(con: duckdb.DuckDBPyConnection) -> None:
     raw_fixture.insert_raw(con, "campaign_sends", sends, [r[3].date() for r in sends])
     raw_fixture.insert_raw(
         con, "campaign_responses", [(101, 101, 1, 16, day + timedelta(hours=20))], [day_before]
+    )
+    # user 20 lands only on D - 2 (after the send to them), user 21's send lands on D - 1 and
+    # user 22's one event (before their send) lands on D - 1
+    raw_fixture.insert_raw(con, "users", [
+        (u, f"u{u}@example.com", None, "F", "L", "DE", "C", "1", datetime(2024, 1, 5), True, True)
+        for u in (20, 21, 22)
+    ], [RANDOM_D - timedelta(days=2), first, first])
+    late = [(105 + i, 1, 20 + i, day + timedelta(hours=3 + i), False) for i in range(3)]
+    raw_fixture.insert_raw(con, "campaign_sends", late, [day.date(), day_before, day.date()])
+    raw_fixture.insert_raw(
+        con, "events", [(1001, 22, 1, "view", day - timedelta(hours=30), "s22")], [day_before]
     )
     ordered_at = datetime(2024, 6, 10)
     raw_fixture.insert_raw(
@@ -580,7 +591,8 @@ def _late_data(con: duckdb.DuckDBPyConnection) -> None:
         [RANDOM_D - timedelta(days=2)],
     )
     con.execute(
-        "update raw.campaign_sends set campaign_id = 2 where send_id % 4 = 1 and sent_at >= ?",
+        "update raw.campaign_sends set campaign_id = 2"
+        " where send_id % 4 = 1 and send_id <= 80 and sent_at >= ?",
         [datetime(2024, 6, 1)],
     )
 
