@@ -97,19 +97,13 @@
     {#-
         Pre-hook of fct_campaign_sends (incremental, appending what its select returns): a run
         extending the run for D - 1 (campaign_sends_extends_day_before) deletes the users
-        erased by D and the sends its select rebuilds, and stamps the kept rows with D;
-        otherwise prepare_training_mart (a kept mart loses the erased users, a rebuilt one
-        every row).
+        erased by D (delete_erased_users) and the sends its select rebuilds, and stamps the
+        kept rows with D; otherwise prepare_training_mart (a kept mart loses the erased
+        users, a rebuilt one every row).
     -#}
     {%- if campaign_sends_extends_day_before(get_share_categories()) -%}
-        delete from {{ this }}
-        where
-            user_id in (
-                select user_id
-                from {{ ref('int_users_with_privacy_flags') }}
-                where is_erased
-            )
-            or {{ campaign_sends_changed_sql() }};
+        {{ delete_erased_users('int_users_with_privacy_flags') }};
+        delete from {{ this }} where {{ campaign_sends_changed_sql() }};
         update {{ this }} set as_of_date = {{ as_of_date_sql() }}
     {%- else -%}
         {{ prepare_training_mart('int_users_with_privacy_flags') }}
