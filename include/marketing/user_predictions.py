@@ -25,6 +25,7 @@ from sklearn.linear_model import PoissonRegressor
 from sklearn.pipeline import Pipeline
 
 from marketing.scoring import feature_frame, make_pipeline
+from marketing.threads import one_blas_thread, parallel_map
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class UserPredictionModels:
     metrics: dict[str, float]
 
 
+@one_blas_thread
 def train_user_prediction_models(
     snapshots: pd.DataFrame, random_state: int = 7, min_per_class: int = 30,
     max_rows: int = TRAIN_MAX_ROWS,
@@ -96,13 +98,14 @@ def train_user_prediction_models(
         )
         return None
     x = feature_frame(rows, CATEGORICAL)
-    churn = make_pipeline(1.0, random_state, CATEGORICAL).fit(x, churned)
     spend_target = rows["spend_next_90d"].to_numpy(dtype="float64")
     if np.isnan(spend_target).any() or (spend_target < 0).any():
         raise ValueError("snapshots.spend_next_90d must be >= 0 where churned_next_90d is set")
+    churn = make_pipeline(1.0, random_state, CATEGORICAL)
     spend = make_pipeline(1.0, random_state, CATEGORICAL)
     spend.steps[-1] = ("model", PoissonRegressor(alpha=SPEND_ALPHA, max_iter=1000))
-    spend.fit(x, spend_target)
+    # independent fits: side by side, each on one BLAS thread
+    parallel_map(lambda fit: fit[0].fit(x, fit[1]), [(churn, churned), (spend, spend_target)])
     metrics = {
         "n_train": float(len(rows)),
         "n_closed": float(n_closed),

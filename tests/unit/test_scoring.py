@@ -373,3 +373,24 @@ def test_campaign_probabilities_equal_predict_proba(sends, model):
     assert campaign_probabilities(model.pipeline, users.head(0), model.categorical, pairs[:1])[
         0
     ].shape == (0,)
+
+
+def test_feature_frame_formats_categories_as_strings_with_nulls_unknown():
+    from marketing.scoring import MISSING_CATEGORY, feature_frame
+
+    frame = pd.DataFrame({f: np.arange(5, dtype="float64") for f in FEATURES}).assign(
+        country=pd.array(["DE", None, "FR", "DE", None], dtype="str"),
+        channel=pd.Series(["email", "sms", None, "email", "sms"], dtype="object"),
+        campaign_id=pd.array([3, 12, None, 3, 7], dtype="Int64"),
+    )
+    got = feature_frame(frame)
+    unknown = MISSING_CATEGORY
+    assert got["country"].tolist() == ["DE", unknown, "FR", "DE", unknown]
+    assert got["channel"].tolist() == ["email", "sms", unknown, "email", "sms"]
+    assert got["campaign_id"].tolist() == ["3", "12", unknown, "3", "7"]
+    # what one-hot encoding sees is what str() of each value gives, row by row
+    for column in ("country", "channel", "campaign_id"):
+        values = frame[column].astype("object")
+        want = [unknown if pd.isna(v) else str(v) for v in values]
+        assert got[column].tolist() == want
+    assert feature_frame(frame.head(0))["campaign_id"].tolist() == []

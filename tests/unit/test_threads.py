@@ -1,13 +1,15 @@
-"""marketing.threads: results in input order, whatever the thread count; errors propagate."""
+"""marketing.threads: results in input order, whatever the thread count; errors propagate;\nfits run on one BLAS thread."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from marketing.threads import parallel_map, thread_count
+from marketing.threads import one_blas_thread, parallel_map, thread_count
 
 
 def test_results_keep_the_order_of_the_items_and_use_several_threads():
@@ -46,3 +48,20 @@ def test_thread_count_defaults_to_the_cpus_and_rejects_zero(monkeypatch):
     assert thread_count() == 1
     with pytest.raises(ValueError, match="n_threads must be >= 1"):
         thread_count(0)
+
+
+def _blas_threads() -> set[int]:
+    np.ones(2) @ np.ones(2)  # numpy's BLAS is loaded
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_one_blas_thread_limits_blas_inside_the_call_and_restores_it_after():
+    @one_blas_thread
+    def fit(x: int) -> tuple[int, set[int]]:
+        """Docstring kept."""
+        return x + 1, _blas_threads()
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert fit(1) == (2, {1})
+        assert fit.__doc__ == "Docstring kept." and fit.__name__ == "fit"
+        assert _blas_threads() == {2}
