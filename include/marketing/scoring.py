@@ -524,6 +524,7 @@ class _Fit:
     is_train: np.ndarray
     is_test: np.ndarray
     test_probability: np.ndarray
+    holdout: Pipeline
 
 
 def _fit_time_split(
@@ -552,13 +553,18 @@ def _fit_time_split(
     test_probability = holdout.predict_proba(x_test)[:, 1]
     metrics = evaluate(y[is_test], test_probability)
     metrics.update(cv_auc=cv_auc, cv_log_loss=cv_log_loss, c=float(c))
-    return _Fit(final, metrics, is_train, is_test, test_probability)
+    return _Fit(final, metrics, is_train, is_test, test_probability, holdout)
 
 
 def _walk_forward_campaign_auc(
-    treated: pd.DataFrame, y: np.ndarray, c: float, random_state: int
+    treated: pd.DataFrame, y: np.ndarray, c: float, random_state: int, fitted: _Fit
 ) -> pd.DataFrame:
-    """Per campaign: AUC of a model fitted only on sends of earlier days."""
+    """Per campaign: AUC of a model fitted only on sends of earlier days.
+
+    A campaign whose earlier days are exactly the hold-out's training days (the time split
+    often cuts where the newest campaign starts) reuses ``fitted.holdout``: the same rows,
+    ``c`` and seed give the same deterministic fit.
+    """
     days = treated["sent_at"].dt.floor("D")
     rows = []
     x = feature_frame(treated)
@@ -567,7 +573,8 @@ def _walk_forward_campaign_auc(
         before = (days < days[mask].min()).to_numpy()
         auc = float("nan")
         if len(np.unique(y[before])) == 2 and len(np.unique(y[mask])) == 2:
-            pipe = make_pipeline(c, random_state).fit(x.loc[before], y[before])
+            pipe = (fitted.holdout if np.array_equal(before, fitted.is_train)
+                    else make_pipeline(c, random_state).fit(x.loc[before], y[before]))
             auc = float(roc_auc_score(y[mask], pipe.predict_proba(x.loc[mask])[:, 1]))
         rows.append({"campaign_id": int(campaign_id), "n_sends": int(mask.sum()),
                      "n_responders": int(y[mask].sum()), "auc": auc})
@@ -630,7 +637,7 @@ def train_response_model(
     if fit is None:
         return None
     c = fit.metrics["c"]
-    campaign_metrics = _walk_forward_campaign_auc(treated, y, c, random_state)
+    campaign_metrics = _walk_forward_campaign_auc(treated, y, c, random_state, fit)
     control = _sorted_sends(sends.loc[is_control])
     control_pipeline = fit_control_model(control, c, random_state, uplift_min_positives)
     logger.info(

@@ -199,6 +199,31 @@ def test_walk_forward_campaign_auc(model, sends):
         assert abs(metrics.loc[campaign_id, "auc"] - oracle) < 0.05
 
 
+def test_walk_forward_reuses_the_holdout_fit_when_the_split_starts_a_campaign(sends, monkeypatch):
+    from sklearn.pipeline import Pipeline
+
+    day = (sends["sent_at"].dt.floor("D") - pd.Timestamp("2024-03-01")).dt.days
+    # six days per campaign: the time split's test days (the last 6 of 24) are campaign 4
+    frame = sends.drop(columns="true_probability").assign(campaign_id=day // 6 + 1)
+    fitted_rows = []
+    fit = Pipeline.fit
+
+    def counting_fit(self, x, y=None, **params):
+        fitted_rows.append(len(x))
+        return fit(self, x, y, **params)
+
+    monkeypatch.setattr(Pipeline, "fit", counting_fit)
+    model = train_response_model(frame)
+    metrics = model.campaign_metrics.set_index("campaign_id")
+    assert metrics.loc[4, "n_sends"] == model.n_test
+    # campaign 4's walk-forward model is the hold-out model (the same rows, C and seed) ...
+    assert metrics.loc[4, "auc"] == model.metrics["auc"]
+    # ... fitted once; campaigns 2 and 3 get their own fits, on the sends before them
+    assert fitted_rows.count(model.n_train) == 1
+    before_2, before_3 = metrics.loc[1, "n_sends"], metrics.loc[[1, 2], "n_sends"].sum()
+    assert fitted_rows.count(before_2) == 1 and fitted_rows.count(before_3) == 1
+
+
 def test_deterministic(sends, model):
     shuffled = sends.drop(columns="true_probability").sample(frac=1.0, random_state=1)
     again = train_response_model(shuffled)
