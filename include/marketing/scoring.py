@@ -779,6 +779,11 @@ def score_users(
         likely responders of that campaign; ties by user_id), ``uplift`` (treated minus control
         probability, NaN for campaigns without control sends or without an uplift model):
         one row per user x campaign, sorted by ``user_id`` then ``campaign_id``.
+
+    Raises
+    ------
+    ValueError
+        On a model of another type, missing columns or a duplicate ``user_id``.
     """
     if not isinstance(model, ResponseModel):
         raise ValueError(f"model must be a ResponseModel, got {type(model).__name__}")
@@ -789,6 +794,8 @@ def score_users(
             raise ValueError(f"{name} is missing columns {missing}")
     campaigns = (campaigns[["campaign_id", "channel"]]
                  .drop_duplicates("campaign_id").sort_values("campaign_id", kind="stable"))
+    if profiles["user_id"].duplicated().any():
+        raise ValueError("profiles.user_id must be unique (one row per user)")
     users = profiles.sort_values("user_id", kind="stable").reset_index(drop=True)
     pairs = [(int(c), ch) for c, ch in campaigns.itertuples(index=False)]
     treated = campaign_probabilities(model.pipeline, users, model.categorical, pairs)
@@ -800,29 +807,22 @@ def score_users(
         if uplift_pairs else [],
         strict=True,
     ))
-    parts = []
-    for (campaign_id, channel), probability in zip(pairs, treated, strict=True):
-        rows = users.assign(campaign_id=campaign_id, channel=channel)
-        if (campaign_id, channel) in control:
-            uplift = probability - control[(campaign_id, channel)]
-        else:
-            uplift = np.full(len(rows), np.nan)
-        user_ids = rows["user_id"].to_numpy(dtype="int64")
-        order = np.lexsort((user_ids, -probability))
-        decile = np.empty(len(rows), dtype="int64")
-        decile[order] = decile_of_rank(len(rows))
-        parts.append(pd.DataFrame({
-            "user_id": user_ids,
-            "campaign_id": np.full(len(rows), int(campaign_id), dtype="int64"),
-            "response_probability": probability.astype("float64"),
-            "decile": decile,
-            "uplift": np.asarray(uplift, dtype="float64"),
-        }))
-    if not parts:
-        return pd.DataFrame({
-            "user_id": pd.Series(dtype="int64"), "campaign_id": pd.Series(dtype="int64"),
-            "response_probability": pd.Series(dtype="float64"),
-            "decile": pd.Series(dtype="int64"), "uplift": pd.Series(dtype="float64"),
-        })
-    out = pd.concat(parts, ignore_index=True)
-    return out.sort_values(["user_id", "campaign_id"], kind="stable").reset_index(drop=True)
+    n_users, n_campaigns = len(users), len(pairs)
+    probability = np.empty((n_users, n_campaigns), dtype="float64")
+    uplift = np.full((n_users, n_campaigns), np.nan)
+    decile = np.empty((n_users, n_campaigns), dtype="int64")
+    user_ids = users["user_id"].to_numpy(dtype="int64")
+    ranks = decile_of_rank(n_users)
+    for j, (pair, treated_probability) in enumerate(zip(pairs, treated, strict=True)):
+        probability[:, j] = treated_probability
+        if pair in control:
+            uplift[:, j] = treated_probability - control[pair]
+        decile[np.lexsort((user_ids, -treated_probability)), j] = ranks
+    # users are sorted by (unique) id and campaigns by id: row-major order is the sort order
+    return pd.DataFrame({
+        "user_id": np.repeat(user_ids, n_campaigns),
+        "campaign_id": np.tile(np.array([p[0] for p in pairs], dtype="int64"), n_users),
+        "response_probability": probability.ravel(),
+        "decile": decile.ravel(),
+        "uplift": uplift.ravel(),
+    })

@@ -173,6 +173,13 @@ def test_score_users(sends, model):
         score_users(None, profiles, campaigns)
     with pytest.raises(ValueError, match="campaigns is missing columns"):
         score_users(model, profiles, campaigns[["campaign_id"]])
+    twice = pd.concat([profiles, profiles.iloc[[3]]])
+    with pytest.raises(ValueError, match="user_id must be unique"):
+        score_users(model, twice, campaigns)
+    # empty frames keep the table's column types
+    assert empty.dtypes.astype(str).tolist() == ["int64", "int64", "float64", "int64", "float64"]
+    no_campaigns = score_users(model, profiles, campaigns.iloc[0:0])
+    assert no_campaigns.dtypes.astype(str).tolist() == empty.dtypes.astype(str).tolist()
 
 
 def test_deciles_match_brute_force(model):
