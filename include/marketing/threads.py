@@ -56,7 +56,6 @@ def parallel_map(fn: Callable[[T], R], items: Iterable[T], n_threads: int | None
         return list(pool.map(fn, items))
 
 
-
 def one_blas_thread(fn: Callable[..., R]) -> Callable[..., R]:
     """Decorator: ``fn`` runs with BLAS (OpenBLAS/MKL) on one thread, restored afterwards.
 
