@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marketing.scoring import ECE_BINS, ResponseModel, lift_by_decile
+from marketing.response_metrics import ECE_BINS, lift_by_decile
+from marketing.scoring import ResponseModel
 
 logger = logging.getLogger(__name__)
 

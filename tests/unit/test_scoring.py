@@ -10,14 +10,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from marketing.scoring import (
-    FEATURES,
-    MODEL_FEATURES,
-    ResponseModel,
+from marketing.response_metrics import (
     decile_of_rank,
     expected_calibration_error,
     lift_at_top,
     lift_by_decile,
+)
+from marketing.scoring import (
+    FEATURES,
+    MODEL_FEATURES,
+    ResponseModel,
     score_users,
     split_by_send_day,
     train_response_model,
