@@ -105,7 +105,8 @@ def train_user_prediction_models(
     spend = make_pipeline(1.0, random_state, CATEGORICAL)
     spend.steps[-1] = ("model", PoissonRegressor(alpha=SPEND_ALPHA, max_iter=1000))
     # independent fits: side by side, each on one BLAS thread
-    parallel_map(lambda fit: fit[0].fit(x, fit[1]), [(churn, churned), (spend, spend_target)])
+    parallel_map(lambda model_target: model_target[0].fit(x, model_target[1]),
+                 [(churn, churned), (spend, spend_target)])
     metrics = {
         "n_train": float(len(rows)),
         "n_closed": float(n_closed),

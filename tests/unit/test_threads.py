@@ -1,4 +1,5 @@
-"""marketing.threads: results in input order, whatever the thread count; errors propagate;\nfits run on one BLAS thread."""
+"""marketing.threads: results in input order, whatever the thread count; errors propagate;
+fits run on one BLAS thread."""
 
 from __future__ import annotations
 
