@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 
+from marketing import cf_kernels
 from marketing.interactions import (
     InteractionMatrix,
     count_duplicates,
@@ -40,7 +41,6 @@ from marketing.top_k import (
     MAX_BLOCK_PRODUCTS,
     product_blocks,
     round_significant,
-    top_k_per_row,
 )
 
 logger = logging.getLogger(__name__)
@@ -152,48 +152,43 @@ def _collaborative(
     ``(u, j)`` is the history item ``i`` maximising ``strength(u, i) * S[i, j]`` (rounded,
     ties by item id); user-based picks, and every pick without ``with_reasons``, get -1.
 
-    Blocks of users are independent: ``n_threads`` threads score them at once (scipy's
-    sparse product and numpy's sorts release the GIL), each block bounded by
-    ``max_block_products / n_threads`` so the entries held in flight stay within
-    ``max_block_products``. The result is the same for any ``n_threads``.
+    Each user is scored in one compiled pass (:mod:`marketing.cf_kernels`: the same sums as
+    the sparse product, bit for bit). Blocks of users are independent: ``n_threads`` threads
+    score them at once (the compiled loops and numpy's rounding release the GIL), each block
+    of at most ``max_block_products / n_threads`` scalar products. The result is the same
+    for any ``n_threads``.
     """
-    n_items = strength.shape[1]
     if user_similarity is None:
-        left, right = strength, similarity
+        left, right = _canonical(strength), _canonical(similarity)
     else:
-        left, right = user_similarity, strength
+        left, right = _canonical(user_similarity), _canonical(strength)
+    if excluded is None:
+        excluded_arrays = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
+    else:
+        excluded = excluded.tocsr()
+        excluded_arrays = (excluded.indptr.astype(np.int64), excluded.indices.astype(np.int64),
+                           excluded.data.astype(bool))
     neighbours_per_row = np.diff(right.indptr).astype(np.float64)
     rows = left[user_rows]
     pattern = sp.csr_matrix((np.ones(rows.nnz), rows.indices, rows.indptr), shape=rows.shape)
-    # Scalar products of a user's row = sum of the right operand's row lengths it touches.
+    # scalar products of a user's row = sum of the right operand's row lengths it touches
     costs = pattern @ neighbours_per_row
-    similarity_keys = None
-    if user_similarity is None and with_reasons and right.nnz:
-        right = right.tocsr()
-        right.sort_indices()
-        # a hash index: five times faster than a binary search over a million keys
-        similarity_keys = pd.Index(
-            np.repeat(np.arange(right.shape[0], dtype=np.int64), np.diff(right.indptr))
-            * n_items + right.indices
-        )
-        similarity_keys.get_indexer(similarity_keys[:1])  # built before the threads share it
+    del rows, pattern
+    reasons_wanted = user_similarity is None and with_reasons and right.nnz
+
     def score_block(block: np.ndarray) -> tuple[np.ndarray, ...]:
         rows_b = user_rows[block]
-        history = left[rows_b].astype(np.float64)
-        history.sort_indices()
-        scores = history @ right
-        if excluded is not None:
-            # x - x * 1 is exactly 0: excluded entries vanish in two linear sparse merges
-            scores = scores - scores.multiply(excluded[rows_b])
-        local = np.repeat(np.arange(len(block), dtype=np.int64), np.diff(scores.indptr))
-        cols = scores.indices.astype(np.int64)
-        values = scores.data
-        keep = values > 0
-        local, cols, values = local[keep], cols[keep], values[keep]
-        selected, rank, rounded = top_k_per_row(local, cols, values, n)
-        local, cols = local[selected], cols[selected]
-        if similarity_keys is not None:
-            reasons = _reasons(history, right, similarity_keys, local, cols, n_items)
+        local, cols, values, reasons, tied = cf_kernels.row_candidates(
+            left.indptr, left.indices, left.data, rows_b, right.indptr, right.indices,
+            right.data, *excluded_arrays, right.shape[1], n,
+        )
+        keys = round_significant(values)
+        selected, rank = cf_kernels.top_k_in_rows(local, cols, keys, n)
+        local, cols, rounded = local[selected], cols[selected], keys[selected]
+        if reasons_wanted:
+            reasons, tied = reasons[selected], np.flatnonzero(tied[selected])
+            if len(tied):  # a contribution within rounding of the largest: round them
+                reasons[tied] = _reasons(left, right, rows_b[local[tied]], cols[tied])
         else:
             reasons = np.full(len(local), -1, dtype=np.int64)
         return block[local], cols, rank, rounded, reasons
@@ -206,39 +201,41 @@ def _collaborative(
     return tuple(np.concatenate(arrays) for arrays in zip(*parts, strict=True))
 
 
+def _canonical(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """CSR with sorted indices, int64 index arrays and float64 data (the kernels' types)."""
+    matrix = matrix.tocsr()
+    result = sp.csr_matrix(
+        (matrix.data.astype(np.float64), matrix.indices.astype(np.int64),
+         matrix.indptr.astype(np.int64)),
+        shape=matrix.shape,
+    )
+    if not result.has_sorted_indices:
+        result.sort_indices()
+    return result
+
+
 def _reasons(
     history: sp.csr_matrix,
     similarity: sp.csr_matrix,
-    similarity_keys: pd.Index,
-    local: np.ndarray,
-    cols: np.ndarray,
-    n_items: int,
+    pick_rows: np.ndarray,
+    pick_cols: np.ndarray,
 ) -> np.ndarray:
-    """For each pick (local row, item j): the history item with the largest contribution.
+    """For each pick (row of ``history``, item j): the history item with the largest contribution.
 
-    Walks each pick's history (``local``'s row of ``history``, sorted by item) and looks up
-    ``S[i, j]`` in ``similarity_keys`` (a hash index of ``row * n_items + column`` of every
-    entry of the canonical ``similarity``, in storage order): as many lookups as picks times
-    history lengths, n/K of the block's scalar products (half with 10 picks and 20
-    neighbours). Keeps, per pick, the largest contribution
-    ``strength(u, i) * S[i, j]`` after rounding, ties by the smaller history item (column)
-    index: the first maximum, as history items come in ascending order.
+    Keeps, per pick, the largest contribution ``strength(u, i) * S[i, j]`` after rounding,
+    ties by the smaller history item (column) index: the first maximum, as history items
+    come in ascending order. :func:`marketing.cf_kernels.reason_candidates` walks each pick's
+    history and returns only the contributions that can round to the largest; those are
+    rounded here.
     """
-    indptr = history.indptr.astype(np.int64)
-    starts, lengths = indptr[local], indptr[local + 1] - indptr[local]
-    pick = np.repeat(np.arange(len(local), dtype=np.int64), lengths)
-    entry = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
-        starts - (np.cumsum(lengths) - lengths), lengths
+    pick, item, value = cf_kernels.reason_candidates(
+        history.indptr, history.indices, history.data, pick_rows, pick_cols,
+        similarity.indptr, similarity.indices, similarity.data,
     )
-    item = history.indices[entry].astype(np.int64)
-    keys = item * n_items + cols[pick]
-    position = similarity_keys.get_indexer(keys)
-    found = position >= 0
-    pick, entry, item, position = pick[found], entry[found], item[found], position[found]
-    reasons = np.full(len(local), -1, dtype=np.int64)
+    reasons = np.full(len(pick_rows), -1, dtype=np.int64)
     if not len(pick):
         return reasons
-    value = round_significant(history.data[entry].astype(np.float64) * similarity.data[position])
+    value = round_significant(value)
     first_of_pick = np.flatnonzero(np.r_[True, pick[1:] != pick[:-1]])
     best = np.maximum.reduceat(value, first_of_pick)
     is_best = np.flatnonzero(value == np.repeat(best, np.diff(np.r_[first_of_pick, len(pick)])))

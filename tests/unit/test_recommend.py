@@ -249,6 +249,53 @@ def test_matches_dense_brute_force(seed, n, exclude_purchased, exclude_interacte
         )
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_near_ties_match_dense_brute_force(seed):
+    # Strengths and similarities 1e-9 apart: scores and "because you ..." contributions that
+    # differ in the last raw bits but round to the same 7 digits are ties, decided by item id
+    # (the raw maximum often comes from the larger id), both at the top-n cut and for reasons.
+    rng = np.random.default_rng(seed)
+    levels = np.array([1.0, 1.0 + 1e-9, 1.0 - 1e-9, 2.0, 0.5])
+    dense = (rng.random((40, 12)) < 0.35) * rng.choice(levels, (40, 12))
+    users, items = np.nonzero(dense)
+    matrix = interaction_matrix(pd.DataFrame({
+        "user_id": users + 1, "item_id": items * 10, "strength": dense[users, items],
+        "has_purchased": rng.random(len(users)) < 0.2,
+    }))
+    pairs = [(i, j) for i in matrix.item_ids for j in matrix.item_ids
+             if i != j and rng.random() < 0.4]
+    neighbours = pd.DataFrame({
+        "item_id": [i for i, _ in pairs], "neighbour_item_id": [j for _, j in pairs],
+        "similarity": rng.choice([0.5, 0.5 + 5e-10, 0.25, 0.25 - 2e-10, 1.0], len(pairs)),
+    })
+    user_ids = matrix.user_ids.tolist()
+    for n in (1, 3):
+        expected = _brute_force(matrix, neighbours, n, True, False, user_ids)
+        got = recommend(matrix, neighbours, n=n, user_ids=user_ids, max_block_products=7)
+        key = ["user_id", "rank", "item_id"]
+        np.testing.assert_array_equal(got[key].to_numpy(), expected[key].to_numpy(dtype=np.int64))
+        np.testing.assert_array_equal(got["score"].to_numpy(), expected["score"].to_numpy(float))
+        np.testing.assert_array_equal(
+            got["reason_item_id"].fillna(-1).to_numpy(dtype=np.int64),
+            expected["reason"].to_numpy(dtype=np.int64),
+        )
+
+
+def test_reason_near_tie_goes_to_the_smaller_item_id_only_within_rounding():
+    # user 1 saw A (10) and B (20); both lead to C (30). B's contribution is larger by 1e-9
+    # (relative): the same after rounding, so A; by 1e-5: B.
+    interactions = pd.DataFrame(
+        {"user_id": [1, 1, 2], "item_id": [10, 20, 30], "strength": [1.0, 1.0, 1.0],
+         "has_purchased": [False, False, False]}
+    )
+    for gap, reason in ((1e-9, 10), (1e-5, 20)):
+        neighbours = pd.DataFrame({"item_id": [10, 20], "neighbour_item_id": [30, 30],
+                                   "similarity": [0.5, 0.5 * (1 + gap)]})
+        result = recommend(interaction_matrix(interactions), neighbours, n=1, user_ids=[1])
+        assert result["item_id"].tolist() == [30]
+        assert result["reason_item_id"].tolist() == [reason]
+
+
 def test_threads_score_blocks_at_once_with_the_same_result(matrix):
     one = recommend(matrix, NEIGHBOURS, n=3, max_block_products=1, n_threads=1)
     four = recommend(matrix, NEIGHBOURS, n=3, max_block_products=1, n_threads=4)
