@@ -46,10 +46,10 @@ import pandas as pd
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from marketing.segment_naming import SHARE_PREFIX, make_unique, name_segment
+from marketing.silhouette import silhouettes
 
 logger = logging.getLogger(__name__)
 
@@ -283,10 +283,18 @@ def _kmeans_from(centers: np.ndarray, n_rows: int, random_state: int) -> KMeans 
 def sample_silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     """Silhouette of ``labels`` on rows ``x``; NaN when it is undefined (one cluster, or one
     row per cluster)."""
-    n_labels = len(np.unique(labels))
-    if n_labels < 2 or n_labels >= len(labels):
-        return float("nan")
-    return float(silhouette_score(x, labels, metric="euclidean"))
+    return sample_silhouettes(x, [labels])[0]
+
+
+def sample_silhouettes(x: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
+    """:func:`sample_silhouette` of each labeling of the rows ``x``, sharing one pass over
+    their distances (:func:`marketing.silhouette.silhouettes`)."""
+    defined = [i for i, labels in enumerate(labelings)
+               if 2 <= len(np.unique(labels)) < len(labels)]
+    scores = [float("nan")] * len(labelings)
+    for i, score in zip(defined, silhouettes(x, [labelings[i] for i in defined]), strict=True):
+        scores[i] = score
+    return scores
 
 
 def _order_segments(labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -541,7 +549,7 @@ def fit_segments(
     if algorithm == ALGORITHM_KMEANS and n > K_SEARCH_MAX_USERS:
         x_search = x[np.sort(np.random.default_rng(random_state + 2).choice(
             n, size=K_SEARCH_MAX_USERS, replace=False))]
-    rows, models = [], {}
+    models, sample_labels = {}, []
     for k in range(k_lo, k_hi + 1):
         if algorithm == ALGORITHM_WARD:
             model = _WardModel(tree, x_ward, k).fit(x)
@@ -550,13 +558,13 @@ def fit_segments(
         if len(model.cluster_centers_) != k:
             logger.warning("ward cut gave %d clusters for k=%d; skipped", len(model.cluster_centers_), k)
             continue
-        sample_labels = (
-            model.labels_[sample] if x_search is x else model.predict(x_sample)
-        )
-        score = sample_silhouette(x_sample, sample_labels)
+        models[k] = model
+        sample_labels.append(model.labels_[sample] if x_search is x else model.predict(x_sample))
+    rows = []
+    for (k, model), score in zip(models.items(), sample_silhouettes(x_sample, sample_labels),
+                                 strict=True):
         inertia = float(model.inertia_) * n / len(x_search)
         rows.append({"k": k, "inertia": inertia, "silhouette": score})
-        models[k] = model
         logger.info("%s k=%d inertia=%.3f silhouette=%.4f", algorithm, k, inertia, score)
     if not rows:
         raise ValueError(f"no k in {k_lo}..{k_hi} gave that many clusters ({n} users)")
