@@ -269,7 +269,7 @@ def line_hash(line: bytes) -> str:
 
 def build_export(
     members: pd.DataFrame, channel: str
-) -> tuple[list[tuple[str, ...]], list[tuple[int, str]]]:
+) -> tuple[list[tuple[str, ...]], list[bytes], list[tuple[int, str]]]:
     """The data rows of the channel file and the users behind them.
 
     Parameters
@@ -282,6 +282,8 @@ def build_export(
     -------
     rows : list of tuple of str
         In the column order of ``CHANNEL_FILES[channel]``, deduplicated and sorted.
+    lines : list of bytes
+        :func:`_line` of each of ``rows`` (every row is formatted once).
     exported : list of (int, str)
         ``(user_id, line_hash)`` of every user whose row was exported, sorted (one row per
         e-mail address; identical ad rows of several accounts count every account).
@@ -293,11 +295,14 @@ def build_export(
     if channel in _PHONE_STYLE:
         table = _ad_table(eligible, channel)
         records = list(table.itertuples(index=False, name=None))
+        record_lines = _lines(records)
         exported = sorted(
             (int(u), line_hash(line))
-            for u, line in zip(eligible.loc[table.index, "user_id"], _lines(records), strict=True)
+            for u, line in zip(eligible.loc[table.index, "user_id"], record_lines, strict=True)
         )
-        return sorted(set(records)), exported
+        line_of = dict(zip(records, record_lines, strict=True))
+        rows = sorted(line_of)
+        return rows, [line_of[row] for row in rows], exported
     table = pd.DataFrame(
         {
             "email": normalise_emails(eligible["email"]),
@@ -317,13 +322,14 @@ def build_export(
         (tuple(r[:-1]), int(r[-1])) for r in table.itertuples(index=False, name=None)
     )
     seen: set[str] = set()
-    rows, exported = [], []
+    rows, users = [], []
     for row, user_id in records:
         if row[0] not in seen:
             seen.add(row[0])
             rows.append(row)
-            exported.append((user_id, line_hash(_line(row))))
-    return rows, sorted(exported)
+            users.append(user_id)
+    lines = _lines(rows)
+    return rows, lines, sorted(zip(users, map(line_hash, lines), strict=True))
 
 
 def build_rows(members: pd.DataFrame, channel: str) -> list[tuple[str, ...]]:
@@ -514,7 +520,7 @@ def publish_audience(
         ).sort_values(["_p", "user_id"], ascending=[False, True], kind="stable")
         exportable = consented(members, channel)
         members = exportable.iloc[:max_size].drop(columns="_p")
-    rows, exported = build_export(members, channel)
+    rows, lines, exported = build_export(members, channel)
 
     status, reason = STATUS_PUBLISHED, None
     if channel in _PHONE_STYLE and min_size is not None and len(rows) < min_size:
@@ -532,7 +538,7 @@ def publish_audience(
     adds = removes = 0
     withheld: set[str] = set()
     # Every row is formatted once: the digest, the files and the deltas share its line.
-    header_line, lines = _line(header), _lines(rows)
+    header_line = _line(header)
     digest = hashlib.sha256(_csv_bytes(header_line, lines)).hexdigest()
     if status == STATUS_PUBLISHED:
         chunks = _chunks(lines, limit)
