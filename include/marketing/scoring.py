@@ -610,7 +610,7 @@ PER_CAMPAIGN_INPUTS: tuple[str, ...] = ("channel", "campaign_id")
 
 def campaign_probabilities(
     pipeline: Pipeline, users: pd.DataFrame, categorical: Sequence[str],
-    campaigns: Sequence[tuple[int, str]],
+    campaigns: Sequence[tuple[int, str]], features: pd.DataFrame | None = None,
 ) -> list[np.ndarray]:
     """``pipeline``'s P(respond) of every user for each (campaign_id, channel), in order.
 
@@ -619,13 +619,20 @@ def campaign_probabilities(
     columns of :data:`PER_CAMPAIGN_INPUTS` are the same for every user of a campaign, so each
     campaign adds a constant to a shared logit. (Scoring a million users for each of several
     campaigns would otherwise repeat the whole preparation per campaign.)
+
+    ``features``, the :func:`feature_frame` of ``users`` with any campaign's id and channel,
+    saves building it again when two models score the same users (the per-campaign columns
+    do not enter the shared logit).
     """
     if not len(campaigns):
         return []
     if not len(users):
         return [np.zeros(0) for _ in campaigns]
-    first_id, first_channel = campaigns[0]
-    base = feature_frame(users.assign(campaign_id=first_id, channel=first_channel), categorical)
+    if features is None:
+        first_id, first_channel = campaigns[0]
+        features = feature_frame(users.assign(campaign_id=first_id, channel=first_channel),
+                                 categorical)
+    base = features
     prepare, model = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
     matrix = prepare.transform(base)
     per_campaign = np.zeros(matrix.shape[1], dtype=bool)
@@ -690,12 +697,15 @@ def score_users(
         raise ValueError("profiles.user_id must be unique (one row per user)")
     users = profiles.sort_values("user_id", kind="stable").reset_index(drop=True)
     pairs = [(int(c), ch) for c, ch in campaigns.itertuples(index=False)]
-    treated = campaign_probabilities(model.pipeline, users, model.categorical, pairs)
+    features = (feature_frame(users.assign(campaign_id=pairs[0][0], channel=pairs[0][1]),
+                              model.categorical) if pairs and len(users) else None)
+    treated = campaign_probabilities(model.pipeline, users, model.categorical, pairs, features)
     uplift_pairs = [p for p in pairs if model.control_pipeline is not None
                     and p[0] in model.uplift_campaign_ids]
     control = dict(zip(
         uplift_pairs,
-        campaign_probabilities(model.control_pipeline, users, model.categorical, uplift_pairs)
+        campaign_probabilities(model.control_pipeline, users, model.categorical, uplift_pairs,
+                               features)
         if uplift_pairs else [],
         strict=True,
     ))

@@ -404,6 +404,12 @@ def test_campaign_probabilities_equal_predict_proba(sends, model):
         want = model.pipeline.predict_proba(x)[:, 1]
         np.testing.assert_allclose(probability, want, rtol=0, atol=1e-12)
     assert not np.allclose(got[0], got[1])  # the campaign terms do change the scores
+    # a feature frame built for another campaign (shared by the treated and control models
+    # in score_users) gives the same probabilities, bit for bit
+    other = feature_frame(users.assign(campaign_id=3, channel="email"), model.categorical)
+    shared = campaign_probabilities(model.pipeline, users, model.categorical, pairs, other)
+    for mine, theirs in zip(shared, got, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
     assert campaign_probabilities(model.pipeline, users.head(0), model.categorical, pairs[:1])[
         0
     ].shape == (0,)
