@@ -36,7 +36,7 @@ larger: candidates within twice that of a bound are kept and decided after round
 
 
 @numba.njit(nogil=True, cache=True)
-def _sift_down(heap, size, start):  # pragma: no cover - compiled
+def _sift_down(heap, size, start):
     """Restore the min-heap property of ``heap[:size]`` below ``start``."""
     i = start
     while True:
@@ -53,16 +53,21 @@ def _sift_down(heap, size, start):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _grown(values, size):  # pragma: no cover - compiled
-    out = np.empty(size, values.dtype)
-    out[: len(values)] = values
-    return out
+def _room(ints, values, n):
+    """``ints`` (rows x columns) and ``values`` with room for row ``n``: doubled when full."""
+    if n < len(values):
+        return ints, values
+    more_ints = np.empty((2 * len(values), ints.shape[1]), ints.dtype)
+    more_ints[:n] = ints
+    more_values = np.empty(2 * len(values), values.dtype)
+    more_values[:n] = values
+    return more_ints, more_values
 
 
 @numba.njit(nogil=True, cache=True)
 def row_candidates(left_indptr, left_indices, left_data, rows, right_indptr, right_indices,
                    right_data, excluded_indptr, excluded_indices, excluded_data, n_cols,
-                   k):  # pragma: no cover - compiled
+                   k):
     """Candidates for the top ``k`` of every row ``rows[p]`` of ``left @ right``.
 
     ``left`` and ``right`` are CSR arrays (int64 indices, float64 data); ``excluded`` is a CSR
@@ -85,12 +90,8 @@ def row_candidates(left_indptr, left_indices, left_data, rows, right_indptr, rig
     seen = np.zeros(n_cols, np.bool_)
     touched = np.empty(n_cols, np.int64)
     heap = np.empty(k)
-    capacity = n_rows * (k + 2) + 64
-    out_row = np.empty(capacity, np.int64)
-    out_col = np.empty(capacity, np.int64)
-    out_value = np.empty(capacity, np.float64)
-    out_reason = np.empty(capacity, np.int64)
-    out_tied = np.empty(capacity, np.bool_)
+    out = np.empty((n_rows * (k + 2) + 64, 4), np.int64)  # p, column, reason, tied
+    out_value = np.empty(len(out), np.float64)
     n_out = 0
     has_excluded = len(excluded_indptr) > 0
     for p in range(n_rows):
@@ -147,25 +148,19 @@ def row_candidates(left_indptr, left_indices, left_data, rows, right_indptr, rig
             value = accumulator[j]
             seen[j] = False
             if value > 0.0 and value >= bound:
-                if n_out == capacity:
-                    capacity *= 2
-                    out_row = _grown(out_row, capacity)
-                    out_col = _grown(out_col, capacity)
-                    out_value = _grown(out_value, capacity)
-                    out_reason = _grown(out_reason, capacity)
-                    out_tied = _grown(out_tied, capacity)
-                out_row[n_out] = p
-                out_col[n_out] = j
+                out, out_value = _room(out, out_value, n_out)
+                out[n_out, 0] = p
+                out[n_out, 1] = j
+                out[n_out, 2] = best_from[j]
+                out[n_out, 3] = tied[j]
                 out_value[n_out] = value
-                out_reason[n_out] = best_from[j]
-                out_tied[n_out] = tied[j]
                 n_out += 1
-    return (out_row[:n_out].copy(), out_col[:n_out].copy(), out_value[:n_out].copy(),
-            out_reason[:n_out].copy(), out_tied[:n_out].copy())
+    return (out[:n_out, 0].copy(), out[:n_out, 1].copy(), out_value[:n_out].copy(),
+            out[:n_out, 2].copy(), out[:n_out, 3] != 0)
 
 
 @numba.njit(nogil=True, cache=True)
-def top_k_in_rows(rows, cols, keys, k):  # pragma: no cover - compiled
+def top_k_in_rows(rows, cols, keys, k):
     """The first ``k`` entries of each row (``rows`` grouped, non-decreasing) ordered by
     ``keys`` descending, then ``cols`` ascending.
 
@@ -200,7 +195,7 @@ def top_k_in_rows(rows, cols, keys, k):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True)
 def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols, right_indptr,
-                      right_indices, right_data):  # pragma: no cover - compiled
+                      right_indices, right_data):
     """For each pick (row ``pick_rows[q]`` of ``left``, column ``pick_cols[q]``): the history
     entries ``i`` of the row with ``right[i, column]`` stored whose contribution
     ``left[row, i] * right[i, column]`` can round to the pick's largest contribution.
@@ -209,10 +204,8 @@ def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols
     contribution), grouped by q, history columns in storage order.
     """
     n_picks = len(pick_rows)
-    capacity = n_picks + 64
-    out_pick = np.empty(capacity, np.int64)
-    out_item = np.empty(capacity, np.int64)
-    out_value = np.empty(capacity, np.float64)
+    out = np.empty((n_picks + 64, 2), np.int64)  # pick, history column
+    out_value = np.empty(len(out), np.float64)
     n_out = 0
     for q in range(n_picks):
         r = pick_rows[q]
@@ -235,13 +228,9 @@ def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols
             if value > best:
                 best = value
             if value >= best - RELATIVE_TIE_TOLERANCE * abs(best):
-                if n_out == capacity:
-                    capacity *= 2
-                    out_pick = _grown(out_pick, capacity)
-                    out_item = _grown(out_item, capacity)
-                    out_value = _grown(out_value, capacity)
-                out_pick[n_out] = q
-                out_item[n_out] = i
+                out, out_value = _room(out, out_value, n_out)
+                out[n_out, 0] = q
+                out[n_out, 1] = i
                 out_value[n_out] = value
                 n_out += 1
         # drop the entries kept before a later, larger contribution raised the bound
@@ -249,9 +238,8 @@ def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols
         kept = first
         for e in range(first, n_out):
             if out_value[e] >= bound:
-                out_pick[kept] = out_pick[e]
-                out_item[kept] = out_item[e]
+                out[kept] = out[e]
                 out_value[kept] = out_value[e]
                 kept += 1
         n_out = kept
-    return out_pick[:n_out].copy(), out_item[:n_out].copy(), out_value[:n_out].copy()
+    return out[:n_out, 0].copy(), out[:n_out, 1].copy(), out_value[:n_out].copy()

@@ -19,7 +19,7 @@ from sklearn.metrics import pairwise_distances_chunked
 
 
 @numba.njit(nogil=True, cache=True)
-def _cluster_distance_sums(distances, labels, offsets, n_bins):  # pragma: no cover - compiled
+def _cluster_distance_sums(distances, labels, offsets, n_bins):
     """``out[i, offsets[l] + labels[l, j]] += distances[i, j]`` for every labeling l, over j
     ascending (the order in which ``numpy.bincount`` adds a row's weights)."""
     out = np.zeros((distances.shape[0], n_bins))
