@@ -632,9 +632,8 @@ def campaign_probabilities(
         first_id, first_channel = campaigns[0]
         features = feature_frame(users.assign(campaign_id=first_id, channel=first_channel),
                                  categorical)
-    base = features
     prepare, model = pipeline.named_steps["prepare"], pipeline.named_steps["model"]
-    matrix = prepare.transform(base)
+    matrix = prepare.transform(features)
     per_campaign = np.zeros(matrix.shape[1], dtype=bool)
     if "categorical" in prepare.named_transformers_:
         encoder = prepare.named_transformers_["categorical"]
