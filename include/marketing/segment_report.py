@@ -43,6 +43,16 @@ def _short(feature: str) -> str:
     )
 
 
+def picture_rows(n_users: int, sample_size: int, random_state: int) -> np.ndarray:
+    """Sorted positions of the users :func:`write_segments_picture` draws (seeded).
+
+    Transforming only these rows and passing them with ``sample_size >= len(rows)`` draws the
+    same picture as passing every user: the sample of a sample that size is all of it.
+    """
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n_users, size=min(sample_size, n_users), replace=False))
+
+
 def write_segments_picture(
     path: Path | str,
     x: np.ndarray,
@@ -110,8 +120,7 @@ def write_segments_picture(
     cmap = plt.get_cmap("tab20" if len(ids) > 10 else "tab10")
     colour = {int(i): cmap(n % cmap.N) for n, i in enumerate(ids)}
 
-    rng = np.random.default_rng(random_state)
-    rows = np.sort(rng.choice(len(x), size=min(sample_size, len(x)), replace=False))
+    rows = picture_rows(len(x), sample_size, random_state)
     n_components = min(2, x.shape[1], len(rows))
     pca = PCA(n_components=n_components, random_state=random_state).fit(x[rows])
     points = pca.transform(x[rows])

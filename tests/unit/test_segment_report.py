@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from marketing.segment_report import write_segments_picture
+from marketing.segment_report import picture_rows, write_segments_picture
 from marketing.segmentation import weighted_ward_linkage
 
 
@@ -38,6 +38,12 @@ def test_writes_a_deterministic_png(tmp_path):
     first = path.read_bytes()
     write_segments_picture(path, x, labels, segments, centroids, names, tree, sample_size=100,
                            title="t")
+    assert path.read_bytes() == first
+    # passing only the drawn users (what the segments step transforms) draws the same picture
+    drawn = picture_rows(len(x), 100, 7)
+    assert len(drawn) == 100 and (np.diff(drawn) > 0).all()
+    write_segments_picture(path, x[drawn], labels[drawn], segments, centroids, names, tree,
+                           sample_size=len(drawn), title="t")
     assert path.read_bytes() == first
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from marketing import model_registry, warehouse
 from marketing.segment_model import assign_segments, segment_model
-from marketing.segment_report import write_segments_picture
+from marketing.segment_report import picture_rows, write_segments_picture
 from marketing.segmentation import SegmentationResult, align_segment_ids, fit_segments
 from marketing.settings import Settings
 from marketing.steps.common import as_date, metrics_frame
@@ -69,18 +69,21 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
         warehouse.replace_partition(
             con, "ml.model_runs", metrics_frame("segments", metrics), as_of, {"model": "segments"}
         )
-    frame = profiles.drop(columns=["as_of_date"]).sort_values("user_id", kind="stable")
+    # only the users the picture draws are transformed (assignments are sorted by user_id)
+    drawn = picture_rows(len(profiles), settings.segment_picture_sample_size,
+                         settings.random_state)
+    by_user = np.argsort(profiles["user_id"].to_numpy(), kind="stable")
     picture = write_segments_picture(
         settings.reports_dir / as_of.isoformat() / "segments.png",
-        result.features.transform(frame),
-        result.assignments["segment_id"].to_numpy(),
+        result.features.transform(profiles.iloc[by_user[drawn]].drop(columns=["as_of_date"])),
+        result.assignments["segment_id"].to_numpy()[drawn],
         result.segments,
         result.centroids,
         result.features.feature_names_,
         result.linkage,
-        sample_size=settings.segment_picture_sample_size,
+        sample_size=len(drawn),
         random_state=settings.random_state,
-        title=f"Segments on {as_of.isoformat()} ({len(frame):,} users, {algorithm}, "
+        title=f"Segments on {as_of.isoformat()} ({len(profiles):,} users, {algorithm}, "
         f"silhouette {result.silhouette:.3f})",
     )
     status = changes["status"].value_counts()
