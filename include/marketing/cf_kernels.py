@@ -30,9 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-RELATIVE_TIE_TOLERANCE = 2e-6
-"""Two values that round to the same 7 significant digits differ by less than 1e-6 of the
-larger: candidates within twice that of a bound are kept and decided after rounding."""
+from marketing.top_k import RELATIVE_TIE_TOLERANCE
 
 
 @numba.njit(nogil=True, cache=True)

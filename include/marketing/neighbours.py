@@ -44,6 +44,7 @@ from marketing.interactions import InteractionMatrix
 from marketing.threads import thread_count
 from marketing.top_k import (
     MAX_BLOCK_PRODUCTS,
+    RELATIVE_TIE_TOLERANCE,
     product_blocks,
     rank_in_group,
     round_significant,
@@ -180,7 +181,7 @@ def _topn_top_k(
         for block in product_blocks(bound, max_block_products):
             chunk = pending[block]
             # A raw value rounding to v_k lies within 5e-7 (relative) of it.
-            threshold = float(kth[chunk].min()) * (1 - 2e-6)
+            threshold = float(kth[chunk].min()) * (1 - RELATIVE_TIE_TOLERANCE)
             result = sp_matmul_topn(
                 by_item[chunk],
                 by_user,

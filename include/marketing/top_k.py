@@ -14,6 +14,11 @@ import numpy as np
 SIGNIFICANT_DIGITS = 7
 """Similarities and scores are rounded to this many significant digits (tie detection)."""
 
+RELATIVE_TIE_TOLERANCE = 2e-6
+"""Two values that round to the same :data:`SIGNIFICANT_DIGITS` digits differ by less than
+1e-6 of the larger: candidates within twice that of a bound are kept and decided after
+rounding."""
+
 MAX_BLOCK_PRODUCTS = 4_000_000
 """Default bound on scalar products (so result entries) held per block (~0.3 GB)."""
 
@@ -92,9 +97,9 @@ def top_k_per_row(
     group = np.repeat(np.arange(len(starts)), lengths)
     kth = _kth_largest(grouped_values, starts, lengths, k)
     # round() is monotone, so the k-th largest key is the key of the k-th largest value;
-    # a value can share that key only within 2e-6 (relative) of it.
+    # a value can share that key only within RELATIVE_TIE_TOLERANCE of it.
     bound = kth[group]
-    candidates = np.flatnonzero(grouped_values >= bound - 2e-6 * np.abs(bound))
+    candidates = np.flatnonzero(grouped_values >= bound - RELATIVE_TIE_TOLERANCE * np.abs(bound))
     keys = round_significant(grouped_values[candidates])
     kth_key = np.where(np.isfinite(kth), round_significant(np.nan_to_num(kth, neginf=0.0)), -np.inf)
     candidates, keys = (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from marketing.cf_kernels import RELATIVE_TIE_TOLERANCE, reason_candidates, row_candidates
+from marketing.cf_kernels import reason_candidates, row_candidates
+from marketing.top_k import RELATIVE_TIE_TOLERANCE
 
 
 def _csr(dense: np.ndarray) -> sp.csr_matrix:
