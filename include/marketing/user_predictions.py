@@ -11,7 +11,8 @@ T. The fitted models are then applied to D's ``user_profiles``.
 
 Above :data:`TRAIN_MAX_ROWS` closed snapshot rows both fit on a seeded random sample of that
 many: two dozen coefficients need no million rows (at 1M users the fits took 7 s of the
-scoring step; the sample's coefficients differ in the third decimal).
+scoring step; the sample's coefficients differ in the third decimal). The mart itself holds
+at most dbt var ``training_max_users`` (300,000) users, a fixed md5-chosen subset.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ invocations (~45 s on 2 cores), shared through module-scoped fixtures.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import random
@@ -462,6 +463,39 @@ def test_snapshot_features_match_brute_force(random_build):
         reference_at = datetime.combine(day + timedelta(days=1), datetime.min.time())
         expected = _brute_force_features(data, row.user_id, reference_at, day)
         _assert_features_match(pd.Series(row._asdict()), expected, f"user {row.user_id} @ {day}")
+
+
+def test_snapshots_keep_a_fixed_md5_subset_of_users(random_build, tmp_path):
+    """Above var training_max_users, the users with the smallest md5 of their id (as an
+    unsigned little-endian number, tie on id) keep exactly their rows of the full build."""
+    data, tables = random_build
+    warehouse = tmp_path / "warehouse.duckdb"
+    _random_warehouse(warehouse)
+    run_ok(
+        ["run", "--select", "+fct_user_snapshots", "--vars",
+         f"{{as_of_date: '{RANDOM_D.isoformat()}', training_max_users: 6}}"],
+        warehouse,
+        tmp_path,
+    )
+    con = duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG))
+    try:
+        sampled = con.execute("select * from marts.fct_user_snapshots").df()
+    finally:
+        con.close()
+
+    def md5_rank(user_id: int) -> tuple[int, int]:
+        digest = hashlib.md5(str(user_id).encode()).digest()
+        return int.from_bytes(digest, "little"), user_id
+
+    kept = sorted((u[0] for u in data["users"]), key=md5_rank)[:6]
+    full = tables["fct_user_snapshots"]
+    expected = full.loc[full["user_id"].isin(kept)]
+    assert len(full) == 3 * len(data["users"]) and len(expected) == 3 * 6
+    order = ["user_id", "snapshot_date"]
+    pd.testing.assert_frame_equal(
+        sampled.sort_values(order).reset_index(drop=True),
+        expected.sort_values(order).reset_index(drop=True),
+    )
 
 
 def test_campaign_send_features_match_brute_force(random_build):

@@ -8,10 +8,13 @@
 {#-
     Point-in-time training rows for the propensity models without campaign history
     (purchase in the next 30 days) and for ml.user_predictions (churn, 90-day spend):
-    one row per user and snapshot date T in {D - 30, D - 60, D - 90}, with the user_profiles
-    features as of the end of T (macro point_in_time_features) and labels from the user's
-    orders after T: [T + 1 day, T + 1 day + N days), all of which lies on or before D
+    one row per training user and snapshot date T in {D - 30, D - 60, D - 90}, with the
+    user_profiles features as of the end of T (macro point_in_time_features) and labels from
+    the user's orders after T: [T + 1 day, T + 1 day + N days), all of which lies on or before D
     (cancellations are no orders; their totals net out of the spend).
+    Training users: at most var training_max_users of the users not erased by D, a fixed
+    pseudo-random subset (smallest md5 of the user id), so the mart and the fits on it cost
+    the same for a million users as for that many; every user when there are fewer.
 -#}
 {%- set share_categories = get_share_categories() %}
 {%- set snapshot_days_back = [30, 60, 90] %}
@@ -31,6 +34,18 @@ users as (
 orders as (
 
     select * from {{ ref('int_orders_with_totals') }}
+
+),
+
+training_users as (
+
+    -- md5 of the id: the same users every day (a user joins or leaves only by signing up,
+    -- being erased or being displaced by a new user with a smaller hash)
+    select user_id
+    from users
+    where not is_erased
+    order by md5_number(cast(user_id as varchar)), user_id
+    limit {{ var('training_max_users') }}
 
 ),
 
@@ -57,10 +72,11 @@ spine as (
         snapshot_dates.snapshot_date as reference_date,
         snapshot_dates.days_before_as_of
     from users
+    inner join training_users
+        on users.user_id = training_users.user_id
     cross join snapshot_dates
     where
-        not users.is_erased
-        and users.signed_up_at < {{ dbt.dateadd('day', 1, 'snapshot_dates.snapshot_date') }}
+        users.signed_up_at < {{ dbt.dateadd('day', 1, 'snapshot_dates.snapshot_date') }}
 
 ),
 
