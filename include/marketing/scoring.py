@@ -20,6 +20,9 @@ Training (:func:`train_response_model`):
    the days before that campaign was sent);
 5. refit the same pipeline, same ``C``, on all treated sends for scoring.
 
+Each fit (hold-out, walk-forward, final, control arm) uses at most :data:`FIT_MAX_ROWS` of
+its rows, a seeded random sample above that; the metrics and the scores cover every row.
+
 The pipeline imputes, ``log1p``-transforms and scales :data:`FEATURES`, one-hot encodes
 :data:`CATEGORICAL_FEATURES` (country, channel, campaign; unseen values are ignored) and fits
 an L2 logistic regression. Maximum likelihood makes a logistic regression calibrated on data
@@ -89,7 +92,11 @@ C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
 TEST_FRACTION = 0.25
 CV_SPLITS = 3
 CV_MAX_ROWS = 200_000
-"""Training sends used to choose C (a seeded random sample above this; the fits use all)."""
+"""Training sends used to choose C (a seeded random sample above this)."""
+FIT_MAX_ROWS = 250_000
+"""Rows one fit uses: a seeded random sample above this. Two dozen coefficients need no more
+(at 1M users, 557k treated sends: training 6.7 -> 4.3 s, test AUC 0.8116 either way);
+metrics, walk-forward AUCs and scores still use every row."""
 MISSING_CATEGORY = "unknown"
 SEND_COLUMNS = ("send_id", "campaign_id", "user_id", "sent_at", "is_control", "has_responded")
 TRAINING_COLUMNS: tuple[str, ...] = tuple(
@@ -345,6 +352,15 @@ def _day_folds(days: np.ndarray, n_splits: int) -> list[tuple[np.ndarray, np.nda
     return folds
 
 
+def fit_rows(mask: np.ndarray, random_state: int) -> np.ndarray:
+    """Positions of the true rows of ``mask`` that one fit uses: all of them, or a sorted
+    seeded sample of :data:`FIT_MAX_ROWS` above that. The same mask gives the same rows."""
+    rows = np.flatnonzero(mask)
+    if len(rows) <= FIT_MAX_ROWS:
+        return rows
+    return np.sort(np.random.default_rng(random_state).choice(rows, FIT_MAX_ROWS, replace=False))
+
+
 def _model_probability(
     c: float, x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray, random_state: int
 ) -> np.ndarray:
@@ -439,8 +455,8 @@ def _fit_time_split(
     c, cv_auc, cv_log_loss = _choose_c(x_train, y_train, days, random_state, categorical)
     # hold-out and final fits are independent: side by side, each on one BLAS thread
     holdout, final = parallel_map(
-        lambda xy: make_pipeline(c, random_state, categorical).fit(*xy),
-        [(x_train, y_train), (x, y)],
+        lambda rows: make_pipeline(c, random_state, categorical).fit(x.iloc[rows], y[rows]),
+        [fit_rows(is_train, random_state), fit_rows(np.ones(len(y), dtype=bool), random_state)],
     )
     test_probability = holdout.predict_proba(x_test)[:, 1]
     metrics = evaluate(y[is_test], test_probability)
@@ -454,8 +470,8 @@ def _walk_forward_campaign_auc(
     """Per campaign: AUC of a model fitted only on sends of earlier days.
 
     A campaign whose earlier days are exactly the hold-out's training days (the time split
-    often cuts where the newest campaign starts) reuses ``fitted.holdout``: the same rows,
-    ``c`` and seed give the same deterministic fit.
+    often cuts where the newest campaign starts) reuses ``fitted.holdout``: the same rows
+    (and :func:`fit_rows` sample), ``c`` and seed give the same deterministic fit.
     """
     days = treated["sent_at"].dt.floor("D")
     rows = []
@@ -465,8 +481,11 @@ def _walk_forward_campaign_auc(
         before = (days < days[mask].min()).to_numpy()
         auc = float("nan")
         if len(np.unique(y[before])) == 2 and len(np.unique(y[mask])) == 2:
-            pipe = (fitted.holdout if np.array_equal(before, fitted.is_train)
-                    else make_pipeline(c, random_state).fit(x.loc[before], y[before]))
+            if np.array_equal(before, fitted.is_train):
+                pipe = fitted.holdout
+            else:
+                fit = fit_rows(before, random_state)
+                pipe = make_pipeline(c, random_state).fit(x.iloc[fit], y[fit])
             auc = float(roc_auc_score(y[mask], pipe.predict_proba(x.loc[mask])[:, 1]))
         rows.append({"campaign_id": int(campaign_id), "n_sends": int(mask.sum()),
                      "n_responders": int(y[mask].sum()), "auc": auc})

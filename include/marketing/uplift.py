@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from marketing.scoring import CATEGORICAL_FEATURES, feature_frame, make_pipeline
+from marketing.scoring import CATEGORICAL_FEATURES, feature_frame, fit_rows, make_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ def fit_control_model(
             "(need >= %d of each)", n_pos, n_neg, len(y), min_positives,
         )
         return None
-    x = feature_frame(control_sends, CATEGORICAL_FEATURES)
-    return make_pipeline(c, random_state, CATEGORICAL_FEATURES).fit(x, y)
+    rows = fit_rows(np.ones(len(y), dtype=bool), random_state)
+    x = feature_frame(control_sends.iloc[rows], CATEGORICAL_FEATURES)
+    return make_pipeline(c, random_state, CATEGORICAL_FEATURES).fit(x, y[rows])
 
 
 def uplift_scores(treated: Pipeline, control: Pipeline, x: pd.DataFrame) -> np.ndarray:

@@ -391,6 +391,39 @@ def test_c_search_on_a_sample_above_cv_max_rows(sends, model, monkeypatch):
     assert first.metrics["cv_log_loss"] != model.metrics["cv_log_loss"]
 
 
+def test_fits_use_a_seeded_sample_above_fit_max_rows(sends, model, monkeypatch):
+    from sklearn.pipeline import Pipeline
+
+    from marketing import scoring
+
+    monkeypatch.setattr(scoring, "FIT_MAX_ROWS", 1_000)
+    fitted_rows = []
+    fit = Pipeline.fit
+
+    def counting_fit(self, x, y=None, **params):
+        fitted_rows.append(len(x))
+        return fit(self, x, y, **params)
+
+    monkeypatch.setattr(Pipeline, "fit", counting_fit)
+    capped = train_response_model(sends.drop(columns="true_probability"))
+    monkeypatch.setattr(Pipeline, "fit", fit)
+    # every fit (hold-out, walk-forward, final, control arm) on at most 1,000 rows ...
+    assert fitted_rows and max(fitted_rows) == 1_000
+    # ... the final one on exactly the seeded sample of all treated sends
+    treated = _treated_sorted(sends.drop(columns="true_probability"))
+    y = treated["has_responded"].to_numpy().astype("int64")
+    rows = scoring.fit_rows(np.ones(len(y), dtype=bool), 7)
+    assert len(rows) == 1_000 and len(np.unique(rows)) == 1_000
+    expected = scoring.make_pipeline(capped.metrics["c"], 7).fit(
+        scoring.feature_frame(treated.iloc[rows]), y[rows])
+    np.testing.assert_array_equal(capped.pipeline.named_steps["model"].coef_,
+                                  expected.named_steps["model"].coef_)
+    # the metrics still cover every test send, and the model is still useful
+    assert capped.n_test == model.n_test == len(capped.test_probability)
+    assert capped.metrics["auc"] > model.metrics["auc"] - 0.05
+    assert capped.metrics["auc"] != model.metrics["auc"]
+
+
 def test_campaign_probabilities_equal_predict_proba(sends, model):
     from marketing.scoring import campaign_probabilities, feature_frame
 

@@ -11,6 +11,8 @@ import pandas as pd
 from marketing import model_registry, warehouse
 from marketing.response_report import write_response_png
 from marketing.scoring import (
+    CV_MAX_ROWS,
+    FIT_MAX_ROWS,
     TRAINING_COLUMNS,
     ResponseModel,
     score_users,
@@ -181,18 +183,21 @@ def _response_settings_key(settings: Settings) -> str:
         min_positives=settings.response_min_positives,
         min_negatives=settings.response_min_negatives,
         uplift_min_positives=settings.uplift_min_positives,
+        cv_max_rows=CV_MAX_ROWS, fit_max_rows=FIT_MAX_ROWS,
     )
 
 
 def _training_fingerprint(sends: pd.DataFrame, settings: Settings) -> str:
     """What the response model's fit depends on: the sends' training columns (not, e.g., the
-    ``as_of_date`` every run stamps on them) and the training settings."""
+    ``as_of_date`` every run stamps on them), the training settings and the sample sizes."""
     return model_registry.frame_fingerprint(
         sends[[c for c in TRAINING_COLUMNS if c in sends.columns]],
         random_state=settings.random_state,
         min_positives=settings.response_min_positives,
         min_negatives=settings.response_min_negatives,
         uplift_min_positives=settings.uplift_min_positives,
+        cv_max_rows=CV_MAX_ROWS,
+        fit_max_rows=FIT_MAX_ROWS,
     )
 
 
