@@ -39,8 +39,8 @@ def render_markdown(result: dict) -> str:
         f"| **{result.get('incremental_day_reused_models_s', float('nan')):.2f}** "
         f"| **{result['full_refresh_peak_rss_mb']:,.0f}** (full refresh) |",
         "",
-        f"- incremental day, models reused: D + 1 re-run with model_refit_days = "
-        f"{result['reuse_refit_days']}: segments, churn/spend, "
+        f"- incremental day, models reused: D + 1 on a copy of D's state with "
+        f"model_refit_days = {result['reuse_refit_days']}: segments, churn/spend, "
         "response and item neighbours use D's fits and dbt keeps the training marts "
         "(fct_campaign_sends, fct_user_snapshots, user_item_interactions_train); the default "
         "(1) refits every day",

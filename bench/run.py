@@ -10,9 +10,11 @@
    audience definitions -> dbt ``tag:audiences tag:post_ml`` -> publish -> snapshot, through
    the functions of ``marketing.pipeline`` and dbt's ``dbtRunner``, each stage timed;
 3. **incremental day**: the same steps for D + 1 on the same warehouse (only D + 1's
-   partitions are landed), then D + 1 again with ``model_refit_days`` =
-   :data:`REUSE_REFIT_DAYS` (a day of a refit cycle that reuses D's segment, churn/spend and
-   response fits: ``incremental_day_reused_models_s``);
+   partitions are landed); then D + 1 with ``model_refit_days`` = :data:`REUSE_REFIT_DAYS`
+   (a day of a refit cycle that reuses D's segment, churn/spend and response fits:
+   ``incremental_day_reused_models_s``) on a copy of the state after D, made before the
+   incremental day (not timed; ``<work-dir>-reuse``), so it lands and publishes D + 1 for
+   the first time too;
 4. **comparisons** on D's ``marts.user_item_interactions``: our item neighbours against
    implicit's ``CosineRecommender`` on the same matrix, and the seed's dense user x user
    cosine recommender (run at S only; above S its memory need is reported instead).
@@ -455,8 +457,9 @@ def run_benchmark(
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {sorted(SCALES)}, got {scale!r}")
     work_dir = Path(work_dir).resolve()
-    if work_dir.exists():
-        shutil.rmtree(work_dir)
+    for directory in (work_dir, reuse_dir(work_dir)):
+        if directory.exists():
+            shutil.rmtree(directory)
     work_dir.mkdir(parents=True)
     settings = _settings_for(work_dir)
     machine = machine_info()
@@ -477,6 +480,8 @@ def run_benchmark(
         stages, dbt_nodes = refresh(end_date, settings, bar, sampler, stage_peaks, harness)
         total_wall_s = round(time.perf_counter() - started - harness["heap_release_s"], 3)
         full_peak_mb = max(round(sampler.peak_bytes / _MB, 1), *stage_peaks.values())
+        # the reuse pass starts from this state too (dbt's DuckDB is closed after each build)
+        shutil.copytree(work_dir, reuse_dir(work_dir))
         started = time.perf_counter()
         harness_next: dict[str, float] = {}
         incremental_peaks: dict[str, float] = {}
@@ -484,13 +489,15 @@ def run_benchmark(
                                  harness_next)
         incremental_day_s = round(
             time.perf_counter() - started - harness_next["heap_release_s"], 3)
-        # the same day again (a re-run replaces it), now reusing D's fits
-        reuse = dataclasses.replace(settings, model_refit_days=REUSE_REFIT_DAYS)
+        # the same day on the copy of D's state, now reusing D's fits
+        reuse = dataclasses.replace(_settings_for(reuse_dir(work_dir)),
+                                    model_refit_days=REUSE_REFIT_DAYS)
         started = time.perf_counter()
         harness_reuse: dict[str, float] = {}
         reused_peaks: dict[str, float] = {}
         reused, _ = refresh(next_day, reuse, bar, sampler, reused_peaks, harness_reuse)
         reused_day_s = round(time.perf_counter() - started - harness_reuse["heap_release_s"], 3)
+        settings = _settings_for(work_dir)
     peak_rss_mb = max(sampler.peak_mb, full_peak_mb)
 
     # marts.user_item_interactions holds the latest run's date only: compare on D + 1.
@@ -543,6 +550,11 @@ def run_benchmark(
     }
 
 
+def reuse_dir(work_dir: Path) -> Path:
+    """Where the models-reused pass runs: a sibling of ``work_dir``."""
+    return work_dir.with_name(work_dir.name + "-reuse")
+
+
 def pipeline_plan(as_of: date, settings) -> str:
     """The DAG's plan_models for ``as_of``: the date whose training marts dbt keeps."""
     from marketing.pipeline import training_marts_to_keep
@@ -557,7 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="data directory, emptied first (default bench/work/<scale>)")
     parser.add_argument("--results-dir", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (and its -reuse sibling)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
@@ -571,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results(result, args.results_dir)
     if not args.keep:
         shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(reuse_dir(work_dir.resolve()), ignore_errors=True)
     print(render_markdown(result))
     print(f"results: {path}")
     return 0

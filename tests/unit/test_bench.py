@@ -107,17 +107,26 @@ def test_incremental_day_landed_only_the_next_day(tiny_result):
 def test_second_incremental_run_reused_the_full_refresh_fits(tiny_result):
     result, work = tiny_result
     assert result["reuse_refit_days"] == bench.REUSE_REFIT_DAYS > 1
-    with warehouse.connect(work / "warehouse.duckdb") as con:
-        ages = con.execute(
-            "select as_of_date, model, value from ml.model_runs "
-            "where metric = 'model_age_days' order by all"
-        ).fetchall()
     next_day = date(2026, 10, 1)
     models = ("recommendations", "response", "segments", "user_predictions")
-    assert ages == [(day, model, float(day == next_day))
-                    for day in (D, next_day) for model in models]
+    reuse = bench.reuse_dir(work)
+
+    def ages(data_dir):
+        with warehouse.connect(data_dir / "warehouse.duckdb") as con:
+            return con.execute(
+                "select as_of_date, model, value from ml.model_runs "
+                "where metric = 'model_age_days' order by all"
+            ).fetchall()
+
+    # the reuse pass ran D + 1 on a copy of D's state: it reused D's fits ...
+    assert ages(reuse) == [(day, model, float(day == next_day))
+                           for day in (D, next_day) for model in models]
+    # ... while the default incremental day refitted everything in the work dir
+    assert ages(work) == [(day, model, 0.0) for day in (D, next_day) for model in models]
     for model in models:
-        assert [p.name for p in (work / "models" / model).iterdir()] == [D.isoformat()]
+        assert [p.name for p in (reuse / "models" / model).iterdir()] == [D.isoformat()]
+        assert sorted(p.name for p in (work / "models" / model).iterdir()) == [
+            D.isoformat(), next_day.isoformat()]
     # the reuse pass told dbt to keep the training marts (they were built for D + 1 by the
     # pass before it, within [D, D + 1]: kept; tests/unit/test_scoring_quality.py checks dbt)
     assert result["reuse_training_marts_from"] == D.isoformat()
