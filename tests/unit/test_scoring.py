@@ -208,13 +208,11 @@ def test_walk_forward_campaign_auc(model, sends):
         assert abs(metrics.loc[campaign_id, "auc"] - oracle) < 0.05
 
 
-def test_walk_forward_reuses_the_holdout_fit_when_the_split_starts_a_campaign(sends, monkeypatch):
+def _count_pipeline_fit_rows(monkeypatch) -> list[int]:
+    """Patch ``Pipeline.fit`` to record the rows of every fit; returns the (growing) list."""
     from sklearn.pipeline import Pipeline
 
-    day = (sends["sent_at"].dt.floor("D") - pd.Timestamp("2024-03-01")).dt.days
-    # six days per campaign: the time split's test days (the last 6 of 24) are campaign 4
-    frame = sends.drop(columns="true_probability").assign(campaign_id=day // 6 + 1)
-    fitted_rows = []
+    fitted_rows: list[int] = []
     fit = Pipeline.fit
 
     def counting_fit(self, x, y=None, **params):
@@ -222,6 +220,14 @@ def test_walk_forward_reuses_the_holdout_fit_when_the_split_starts_a_campaign(se
         return fit(self, x, y, **params)
 
     monkeypatch.setattr(Pipeline, "fit", counting_fit)
+    return fitted_rows
+
+
+def test_walk_forward_reuses_the_holdout_fit_when_the_split_starts_a_campaign(sends, monkeypatch):
+    day = (sends["sent_at"].dt.floor("D") - pd.Timestamp("2024-03-01")).dt.days
+    # six days per campaign: the time split's test days (the last 6 of 24) are campaign 4
+    frame = sends.drop(columns="true_probability").assign(campaign_id=day // 6 + 1)
+    fitted_rows = _count_pipeline_fit_rows(monkeypatch)
     model = train_response_model(frame)
     metrics = model.campaign_metrics.set_index("campaign_id")
     assert metrics.loc[4, "n_sends"] == model.n_test
@@ -392,21 +398,12 @@ def test_c_search_on_a_sample_above_cv_max_rows(sends, model, monkeypatch):
 
 
 def test_fits_use_a_seeded_sample_above_fit_max_rows(sends, model, monkeypatch):
-    from sklearn.pipeline import Pipeline
-
     from marketing import scoring
 
     monkeypatch.setattr(scoring, "FIT_MAX_ROWS", 1_000)
-    fitted_rows = []
-    fit = Pipeline.fit
-
-    def counting_fit(self, x, y=None, **params):
-        fitted_rows.append(len(x))
-        return fit(self, x, y, **params)
-
-    monkeypatch.setattr(Pipeline, "fit", counting_fit)
+    fitted_rows = _count_pipeline_fit_rows(monkeypatch)
     capped = train_response_model(sends.drop(columns="true_probability"))
-    monkeypatch.setattr(Pipeline, "fit", fit)
+    count = len(fitted_rows)
     # every fit (hold-out, walk-forward, final, control arm) on at most 1,000 rows ...
     assert fitted_rows and max(fitted_rows) == 1_000
     # ... the final one on exactly the seeded sample of all treated sends
@@ -418,6 +415,7 @@ def test_fits_use_a_seeded_sample_above_fit_max_rows(sends, model, monkeypatch):
         scoring.feature_frame(treated.iloc[rows]), y[rows])
     np.testing.assert_array_equal(capped.pipeline.named_steps["model"].coef_,
                                   expected.named_steps["model"].coef_)
+    assert len(fitted_rows) == count + 1  # the brute-force fit above, nothing else
     # the metrics still cover every test send, and the model is still useful
     assert capped.n_test == model.n_test == len(capped.test_probability)
     assert capped.metrics["auc"] > model.metrics["auc"] - 0.05
