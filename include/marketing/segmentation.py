@@ -18,8 +18,11 @@ K-Means (k-means++, several inits; ``MiniBatchKMeans`` above
 of each is kept for the elbow curve and k is chosen by the silhouette on a fixed-size,
 seeded random sample of users. Above :data:`K_SEARCH_MAX_USERS` users the k search fits on
 a seeded sample of that many (inertia scaled up to all users), and only the chosen k is
-fitted on everyone, started from the sample's centroids. Segment ids are ``1..k`` ordered by size (descending), then
-by centroid, so they do not depend on K-Means' internal label order.
+fitted on everyone, started from the sample's centroids. Above :data:`FIT_MAX_USERS` users the
+winsorising bounds, the scaler and that final K-Means use a seeded sample of that many, and
+every user joins the nearest final centroid, so the fit costs the same above that size.
+Segment ids are ``1..k`` ordered by size (descending), then by centroid, so they do not depend
+on K-Means' internal label order.
 
 Hierarchy: the chosen segments are grouped by a size-weighted Ward agglomeration of their
 centroids (k x k, tiny) into a two-level hierarchy (parent group -> segment), cut at the
@@ -61,6 +64,10 @@ MINIBATCH_THRESHOLD = 200_000
 
 K_SEARCH_MAX_USERS = 100_000
 """Above this many users, k is searched on a seeded sample of this many (then refitted)."""
+
+FIT_MAX_USERS = 300_000
+"""Above this many users, the feature bounds, scaler and final K-Means fit on a seeded sample
+of that many (every user is still assigned, to the nearest centroid)."""
 
 N_INIT = 5
 """K-Means restarts (k-means++ seeds) per k; MiniBatchKMeans uses 3."""
@@ -527,7 +534,11 @@ def fit_segments(
         raise ValueError(f"ward_sample_size must be >= 3, got {ward_sample_size}")
     frame = sorted_profiles(profiles, min_users=3)
     n = len(frame)
-    features = ProfileFeatures().fit(frame)
+    fit_rows = None  # every row, or the seeded sample of FIT_MAX_USERS the fits use
+    if n > FIT_MAX_USERS:
+        fit_rows = np.sort(np.random.default_rng(random_state + 3).choice(
+            n, size=FIT_MAX_USERS, replace=False))
+    features = ProfileFeatures().fit(frame if fit_rows is None else frame.iloc[fit_rows])
     x = features.transform(frame)
 
     k_hi = min(k_max, n - 1)
@@ -584,11 +595,14 @@ def fit_segments(
                             k_stickiness)
                 best_k = prefer_k
     model = models[best_k]
+    labels = model.labels_
     if x_search is not x:
-        model = _kmeans_from(model.cluster_centers_, n, random_state).fit(x)
+        x_fit = x if fit_rows is None else x[fit_rows]
+        model = _kmeans_from(model.cluster_centers_, len(x_fit), random_state).fit(x_fit)
+        labels = model.labels_ if fit_rows is None else model.predict(x)
     best_silhouette = float(selection.loc[selection["k"] == best_k, "silhouette"].iloc[0])
 
-    labels = np.asarray(model.labels_, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.int64)
     centers = np.asarray(model.cluster_centers_, dtype="float64")
     if algorithm == ALGORITHM_WARD:
         # report the means of the final (nearest-mean) assignment, like K-Means centroids

@@ -270,6 +270,39 @@ def test_name_segment_rules():
         name_segment(z({}), threshold=0)
 
 
+def test_fit_on_a_sample_above_fit_max_users(profiles, result, monkeypatch):
+    from marketing import segmentation
+
+    monkeypatch.setattr(segmentation, "K_SEARCH_MAX_USERS", 150)
+    monkeypatch.setattr(segmentation, "FIT_MAX_USERS", 200)
+    final_fit_rows = []
+    kmeans_from = segmentation._kmeans_from
+
+    def recording(centers, n_rows, random_state):
+        final_fit_rows.append(n_rows)
+        return kmeans_from(centers, n_rows, random_state)
+
+    monkeypatch.setattr(segmentation, "_kmeans_from", recording)
+    users = profiles.drop(columns="persona")
+    sampled = fit_segments(users, k_min=3, k_max=8, sample_size=200)
+    # the final K-Means saw the 200-user sample; bounds and scaler come from it too ...
+    assert final_fit_rows == [200] and len(users) == 300
+    full = ProfileFeatures().fit(users.sort_values("user_id"))
+    assert not np.array_equal(sampled.features.scaler_.mean_, full.scaler_.mean_)
+    # ... yet every user is assigned, to the nearest final centroid
+    merged = sampled.assignments.merge(profiles[["user_id", "persona"]], on="user_id")
+    assert len(merged) == len(profiles)
+    assert adjusted_rand_score(merged["persona"], merged["segment_id"]) >= 0.9
+    x = sampled.features.transform(users.sort_values("user_id"))
+    dist = ((x[:, None, :] - sampled.centroids[None, :, :]) ** 2).sum(axis=2)
+    nearest = sampled.segments["segment_id"].to_numpy()[dist.argmin(axis=1)]
+    assert (nearest == sampled.assignments["segment_id"].to_numpy()).all()
+    assert sampled.segments["size"].sum() == len(profiles)
+    again = fit_segments(users.sample(frac=1.0, random_state=5), k_min=3, k_max=8,
+                         sample_size=200)
+    pd.testing.assert_frame_equal(again.assignments, sampled.assignments)
+
+
 def test_make_unique():
     assert make_unique(["A", "B", "A", "A", "A (2)"]) == ["A", "B", "A (2)", "A (3)", "A (2) (2)"]
 
