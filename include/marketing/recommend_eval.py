@@ -35,6 +35,7 @@ import pandas as pd
 from marketing.interactions import interaction_matrix
 from marketing.neighbours import item_neighbours
 from marketing.recommend import recommend
+from marketing.sampling import seeded_sample
 
 logger = logging.getLogger(__name__)
 
@@ -169,8 +170,7 @@ def evaluate_holdout(
     users = np.unique(relevant["user_id"].to_numpy(dtype=np.int64))
     eligible = len(users)
     if eligible > max_users:
-        rng = np.random.default_rng(random_state)
-        users = np.sort(rng.choice(users, size=max_users, replace=False))
+        users = seeded_sample(users, max_users, random_state)
         relevant = relevant[relevant["user_id"].isin(users)].reset_index(drop=True)
     metrics: dict[str, float] = {
         "users_evaluated": float(len(users)),

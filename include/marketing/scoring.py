@@ -49,6 +49,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from marketing.median_imputer import MedianImputer
 from marketing.response_metrics import decile_of_rank, evaluate
+from marketing.sampling import seeded_sample
 from marketing.threads import one_blas_thread, parallel_map
 
 logger = logging.getLogger(__name__)
@@ -356,9 +357,7 @@ def fit_rows(mask: np.ndarray, random_state: int) -> np.ndarray:
     """Positions of the true rows of ``mask`` that one fit uses: all of them, or a sorted
     seeded sample of :data:`FIT_MAX_ROWS` above that. The same mask gives the same rows."""
     rows = np.flatnonzero(mask)
-    if len(rows) <= FIT_MAX_ROWS:
-        return rows
-    return np.sort(np.random.default_rng(random_state).choice(rows, FIT_MAX_ROWS, replace=False))
+    return rows if len(rows) <= FIT_MAX_ROWS else seeded_sample(rows, FIT_MAX_ROWS, random_state)
 
 
 def _model_probability(
@@ -379,9 +378,7 @@ def _choose_c(
     usable fold (fewer than 3 training days, or a one-class fold).
     """
     if len(y) > CV_MAX_ROWS:
-        sample = np.sort(
-            np.random.default_rng(random_state).choice(len(y), CV_MAX_ROWS, replace=False)
-        )
+        sample = seeded_sample(len(y), CV_MAX_ROWS, random_state)
         x, y, days = x.iloc[sample], y[sample], days[sample]
     folds = [
         (tr, te) for tr, te in _day_folds(days, CV_SPLITS)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from marketing.sampling import seeded_sample
 from marketing.segmentation import (
     ProfileFeatures,
     SegmentationResult,
@@ -108,8 +109,7 @@ def assign_segments(
     x = model.features.transform(frame)
     labels, _ = nearest(x, model.centroids)
     k = len(model.centroids)
-    rng = np.random.default_rng(random_state)
-    sample = np.sort(rng.choice(len(x), size=min(sample_size, len(x)), replace=False))
+    sample = seeded_sample(len(x), sample_size, random_state)
     silhouette = sample_silhouette(x[sample], labels[sample])
     sizes = np.bincount(labels, minlength=k)
     ids = np.arange(1, k + 1)

@@ -28,6 +28,8 @@ import pandas as pd  # noqa: E402
 from scipy.cluster.hierarchy import dendrogram  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
+from marketing.sampling import seeded_sample  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 HEATMAP_Z_LIMIT = 2.5
@@ -49,8 +51,7 @@ def picture_rows(n_users: int, sample_size: int, random_state: int) -> np.ndarra
     Transforming only these rows and passing them with ``sample_size >= len(rows)`` draws the
     same picture as passing every user: the sample of a sample that size is all of it.
     """
-    rng = np.random.default_rng(random_state)
-    return np.sort(rng.choice(n_users, size=min(sample_size, n_users), replace=False))
+    return seeded_sample(n_users, sample_size, random_state)
 
 
 def write_segments_picture(

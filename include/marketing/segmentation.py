@@ -51,6 +51,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.preprocessing import StandardScaler
 
+from marketing.sampling import seeded_sample
 from marketing.segment_naming import SHARE_PREFIX, make_unique, name_segment
 from marketing.silhouette import silhouettes
 
@@ -536,30 +537,22 @@ def fit_segments(
     n = len(frame)
     fit_rows = None  # every row, or the seeded sample of FIT_MAX_USERS the fits use
     if n > FIT_MAX_USERS:
-        fit_rows = np.sort(np.random.default_rng(random_state + 3).choice(
-            n, size=FIT_MAX_USERS, replace=False))
+        fit_rows = seeded_sample(n, FIT_MAX_USERS, random_state + 3)
     features = ProfileFeatures().fit(frame if fit_rows is None else frame.iloc[fit_rows])
     x = features.transform(frame)
 
     k_hi = min(k_max, n - 1)
     k_lo = max(2, min(k_min, k_hi))
-    rng = np.random.default_rng(random_state)
-    sample = np.sort(rng.choice(n, size=min(sample_size, n), replace=False))
+    sample = seeded_sample(n, sample_size, random_state)
     x_sample = x[sample]
     tree = x_ward = None
     if algorithm == ALGORITHM_WARD:
-        ward_rows = np.sort(
-            np.random.default_rng(random_state + 1).choice(
-                n, size=min(ward_sample_size, n), replace=False
-            )
-        )
-        x_ward = x[ward_rows]
+        x_ward = x[seeded_sample(n, ward_sample_size, random_state + 1)]
         tree = linkage(x_ward, method="ward")
 
     x_search = x
     if algorithm == ALGORITHM_KMEANS and n > K_SEARCH_MAX_USERS:
-        x_search = x[np.sort(np.random.default_rng(random_state + 2).choice(
-            n, size=K_SEARCH_MAX_USERS, replace=False))]
+        x_search = x[seeded_sample(n, K_SEARCH_MAX_USERS, random_state + 2)]
     models, sample_labels = {}, []
     for k in range(k_lo, k_hi + 1):
         if algorithm == ALGORITHM_WARD:

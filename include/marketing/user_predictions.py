@@ -25,6 +25,7 @@ import pandas as pd
 from sklearn.linear_model import PoissonRegressor
 from sklearn.pipeline import Pipeline
 
+from marketing.sampling import seeded_sample
 from marketing.scoring import feature_frame, make_pipeline
 from marketing.threads import one_blas_thread, parallel_map
 
@@ -88,8 +89,7 @@ def train_user_prediction_models(
     rows = rows.reset_index(drop=True)
     n_closed = len(rows)
     if n_closed > max_rows:
-        sample = np.random.default_rng(random_state).choice(n_closed, max_rows, replace=False)
-        rows = rows.iloc[np.sort(sample)].reset_index(drop=True)
+        rows = rows.iloc[seeded_sample(n_closed, max_rows, random_state)].reset_index(drop=True)
     churned = rows["churned_next_90d"].astype(bool).to_numpy().astype("int64")
     n_churned = int(churned.sum())
     if n_churned < min_per_class or len(churned) - n_churned < min_per_class:
