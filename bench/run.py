@@ -63,6 +63,7 @@ import scipy.sparse as sp  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from marketing.sample_data import DEFAULT_END_DATE, SCALES  # noqa: E402
+from marketing.settings import AS_OF_DATE_ENV  # noqa: E402
 
 # The result files (bench/bench_report.py), also when this file is imported by path (tests).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -183,14 +184,23 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
     args = [
         # as the DAG: unit tests run in the test suite, not in the scheduled refresh
         "build", "--select", *selectors, "--exclude-resource-type", "unit_test",
-        "--vars", json.dumps({"as_of_date": as_of.isoformat(), **(extra_vars or {})}),
+        "--vars", json.dumps(extra_vars or {}),
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_project_dir),
         "--target-path", str(target_dir),
         "--log-path", str(target_dir / "logs"),
         "--quiet",
     ]
-    result = dbtRunner().invoke(args)
+    # as the DAG: D in the environment, not in --vars (a new var value re-parses the project)
+    previous = os.environ.get(AS_OF_DATE_ENV)
+    os.environ[AS_OF_DATE_ENV] = as_of.isoformat()
+    try:
+        result = dbtRunner().invoke(args)
+    finally:
+        if previous is None:
+            os.environ.pop(AS_OF_DATE_ENV, None)
+        else:
+            os.environ[AS_OF_DATE_ENV] = previous
     _close_dbt_duckdb()
     if not result.success:
         raise BenchError(f"dbt build {' '.join(selectors)} failed for {as_of}: {result.exception}")

@@ -43,6 +43,8 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 from cosmos.operators.local import DbtSourceLocalOperator
 
+from marketing.settings import AS_OF_DATE_ENV
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = Path(os.environ.get("MARKETING_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"))
 DBT_EXECUTABLE = Path(os.environ.get("MARKETING_DBT_EXECUTABLE", REPO_ROOT / ".venv" / "bin" / "dbt"))
@@ -89,9 +91,11 @@ PROFILE_CONFIG = ProfileConfig(
     profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
 )
 DBT_OPERATOR_ARGS = {
+    # D from the environment, not --vars: a new var value makes dbt re-parse the whole project
+    # in every task, while D read at run time keeps the saved parse valid across dates.
+    "env": {AS_OF_DATE_ENV: "{{ ds }}"},
     # training_marts_from: plan_models' date whose training marts D keeps ("" = rebuild them)
-    "vars": {"as_of_date": "{{ ds }}",
-             "training_marts_from": "{{ ti.xcom_pull(task_ids='plan_models') or '' }}"},
+    "vars": {"training_marts_from": "{{ ti.xcom_pull(task_ids='plan_models') or '' }}"},
     "pool": WRITER_POOL,
     "install_deps": False,
 }
@@ -199,7 +203,9 @@ def segment_refresh():
         dbt_executable_path=str(DBT_EXECUTABLE),
         invocation_mode=InvocationMode.DBT_RUNNER,
         select=["source:shop"],
-        **DBT_OPERATOR_ARGS,
+        # _shop__sources.yml renders D into the freshness query while parsing: a var here
+        # (this task re-parses the project anyway; the build tasks' saved parse stays valid)
+        **{**DBT_OPERATOR_ARGS, "vars": {**DBT_OPERATOR_ARGS["vars"], "as_of_date": "{{ ds }}"}},
     )
     profiles = _dbt_group("dbt_profiles", ["profiles"])
     # Marts built on the ML outputs: audiences and anything else tagged post_ml.

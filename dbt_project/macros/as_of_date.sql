@@ -2,19 +2,28 @@
     The run date D and the point-in-time bounds derived from it.
 
     A run for D sees rows with timestamps < D + 1 day that landed in partitions <= D.
+
+    D comes from `--vars '{as_of_date: YYYY-MM-DD}'` or, without that var, from the
+    environment variable MARKETING_AS_OF_DATE. The scheduled runs use the environment
+    variable: dbt re-parses the whole project whenever --vars change (2.5 s at every run), but
+    D is only read at run time (never while parsing), so a saved parse stays valid across dates.
 -#}
 
 {% macro as_of_date() -%}
     {#- The validated run date as 'YYYY-MM-DD'; raises a compiler error if missing/invalid. -#}
-    {%- set value = var('as_of_date', none) -%}
     {%- if not execute -%}
-        {#- Parsing (dbt parse / ls) renders models without running them: no date needed. -#}
+        {#- Parsing (dbt parse / ls) renders models without running them: no date needed,
+            and reading the environment here would tie the saved parse to one date. -#}
         {{ return('1970-01-01') }}
     {%- endif -%}
+    {%- set value = var('as_of_date', none) -%}
     {%- if value is none or (value | string | trim) == '' -%}
+        {%- set value = env_var('MARKETING_AS_OF_DATE', '') -%}
+    {%- endif -%}
+    {%- if (value | string | trim) == '' -%}
         {{ exceptions.raise_compiler_error(
             "var 'as_of_date' is required: pass the run date D as "
-            ~ "--vars '{as_of_date: YYYY-MM-DD}'"
+            ~ "--vars '{as_of_date: YYYY-MM-DD}' or set MARKETING_AS_OF_DATE"
         ) }}
     {%- endif -%}
     {#- YAML turns an unquoted 2024-01-31 into a date: its str() is already ISO. -#}

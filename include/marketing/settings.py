@@ -12,6 +12,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+AS_OF_DATE_ENV = "MARKETING_AS_OF_DATE"
+"""Environment variable giving dbt the run date D when no ``--vars '{as_of_date: ...}'`` is
+passed (``dbt_project/macros/as_of_date.sql``). The DAG and the benchmark use it: dbt
+re-parses the whole project whenever ``--vars`` change, while D read from the environment at
+run time leaves the saved parse valid from one date to the next."""
+
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)

@@ -293,6 +293,31 @@ def test_as_of_date_is_required_and_validated(tmp_path, extra, message):
     assert message in messages
 
 
+def test_as_of_date_from_the_environment_keeps_the_saved_parse(tmp_path, monkeypatch):
+    """MARKETING_AS_OF_DATE gives D without --vars, so a new date reuses the saved parse
+    (dbt re-parses everything when --vars change); an as_of_date var still wins over it."""
+    warehouse = tmp_path / "empty.duckdb"
+    log = tmp_path / "logs" / "dbt.log"
+    compiled = (tmp_path / "target" / "compiled" / "marketing" / "models" / "intermediate"
+                / "int_items_as_of.sql")
+
+    def compile_for(day: str, extra: tuple[str, ...] = ()) -> tuple[str, str]:
+        monkeypatch.setenv("MARKETING_AS_OF_DATE", day)
+        logged = log.stat().st_size if log.exists() else 0
+        run_ok(["compile", "--select", "int_items_as_of", *extra], warehouse, tmp_path)
+        with log.open(encoding="utf-8") as handle:
+            handle.seek(logged)
+            return compiled.read_text(encoding="utf-8"), handle.read()
+
+    sql, _ = compile_for("2024-03-01")
+    assert "'2024-03-01'" in sql
+    sql, logged = compile_for("2024-03-02")
+    assert "'2024-03-02'" in sql and "'2024-03-01'" not in sql
+    assert "no changes found, skipping parsing" in logged  # not a single file re-parsed
+    sql, _ = compile_for("2024-03-02", ("--vars", "{as_of_date: '2024-03-05'}"))
+    assert "'2024-03-05'" in sql and "'2024-03-02'" not in sql
+
+
 # --- brute-force cross-check of point_in_time_features --------------------------------------
 
 RANDOM_D = date(2024, 6, 30)
