@@ -63,7 +63,7 @@ import scipy.sparse as sp  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from marketing.sample_data import DEFAULT_END_DATE, SCALES  # noqa: E402
-from marketing.settings import AS_OF_DATE_ENV  # noqa: E402
+from marketing.settings import AS_OF_DATE_ENV, TRAINING_MARTS_FROM_ENV  # noqa: E402
 
 # The result files (bench/bench_report.py), also when this file is imported by path (tests).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -171,8 +171,12 @@ def _timed(
 
 
 def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
-              extra_vars: dict | None = None) -> list[dict]:
+              training_marts_from: str = "") -> list[dict]:
     """``dbt build --select <selectors>`` for D in process; returns per-node timings.
+
+    As the DAG: D and ``training_marts_from`` (the plan's fit date whose training marts dbt
+    keeps, "" = rebuild them) go in the environment, not in ``--vars``: a new var value
+    would make dbt re-parse the whole project.
 
     Raises
     ------
@@ -184,23 +188,15 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
     args = [
         # as the DAG: unit tests run in the test suite, not in the scheduled refresh
         "build", "--select", *selectors, "--exclude-resource-type", "unit_test",
-        "--vars", json.dumps(extra_vars or {}),
         "--project-dir", str(settings.dbt_project_dir),
         "--profiles-dir", str(settings.dbt_project_dir),
         "--target-path", str(target_dir),
         "--log-path", str(target_dir / "logs"),
         "--quiet",
     ]
-    # as the DAG: D in the environment, not in --vars (a new var value re-parses the project)
-    previous = os.environ.get(AS_OF_DATE_ENV)
-    os.environ[AS_OF_DATE_ENV] = as_of.isoformat()
-    try:
+    with _environment({AS_OF_DATE_ENV: as_of.isoformat(),
+                       TRAINING_MARTS_FROM_ENV: training_marts_from}):
         result = dbtRunner().invoke(args)
-    finally:
-        if previous is None:
-            os.environ.pop(AS_OF_DATE_ENV, None)
-        else:
-            os.environ[AS_OF_DATE_ENV] = previous
     _close_dbt_duckdb()
     if not result.success:
         raise BenchError(f"dbt build {' '.join(selectors)} failed for {as_of}: {result.exception}")
@@ -212,6 +208,21 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
             "seconds": round(float(node.execution_time), 3),
         })
     return nodes
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then restore what was there."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _close_dbt_duckdb() -> None:
@@ -248,14 +259,13 @@ def refresh(
     target_dir = settings.data_dir / "target"
     nodes: list[dict] = []
     run_id = f"bench__{as_of.isoformat()}"
-    dbt_vars: dict[str, str] = {}
+    planned: dict[str, str] = {}
 
-    def plan() -> dict[str, str]:
-        # as the DAG: plan_models runs before dbt and both dbt groups get the same vars
-        # (different vars would make the second group re-parse the whole project)
-        if not dbt_vars:
-            dbt_vars["training_marts_from"] = pipeline_plan(as_of, settings)
-        return dbt_vars
+    def plan() -> str:
+        # as the DAG: plan_models runs once, before dbt; both dbt groups get its date
+        if not planned:
+            planned["training_marts_from"] = pipeline_plan(as_of, settings)
+        return planned["training_marts_from"]
 
     steps: list[tuple[str, Callable[[], object]]] = [
         ("land", lambda: pipeline.land_day(as_of, settings)),

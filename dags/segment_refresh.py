@@ -43,7 +43,7 @@ from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, 
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
 from cosmos.operators.local import DbtSourceLocalOperator
 
-from marketing.settings import AS_OF_DATE_ENV
+from marketing.settings import AS_OF_DATE_ENV, TRAINING_MARTS_FROM_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = Path(os.environ.get("MARKETING_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project"))
@@ -91,11 +91,11 @@ PROFILE_CONFIG = ProfileConfig(
     profiles_yml_filepath=DBT_PROJECT_DIR / "profiles.yml",
 )
 DBT_OPERATOR_ARGS = {
-    # D from the environment, not --vars: a new var value makes dbt re-parse the whole project
-    # in every task, while D read at run time keeps the saved parse valid across dates.
-    "env": {AS_OF_DATE_ENV: "{{ ds }}"},
-    # training_marts_from: plan_models' date whose training marts D keeps ("" = rebuild them)
-    "vars": {"training_marts_from": "{{ ti.xcom_pull(task_ids='plan_models') or '' }}"},
+    # D and plan_models' date whose training marts D keeps ("" = rebuild them) reach dbt in
+    # the environment, not as --vars: a new var value makes dbt re-parse the whole project in
+    # every task, while values read at run time keep the saved parse valid across dates.
+    "env": {AS_OF_DATE_ENV: "{{ ds }}",
+            TRAINING_MARTS_FROM_ENV: "{{ ti.xcom_pull(task_ids='plan_models') or '' }}"},
     "pool": WRITER_POOL,
     "install_deps": False,
 }
@@ -205,7 +205,8 @@ def segment_refresh():
         select=["source:shop"],
         # _shop__sources.yml renders D into the freshness query while parsing: a var here
         # (this task re-parses the project anyway; the build tasks' saved parse stays valid)
-        **{**DBT_OPERATOR_ARGS, "vars": {**DBT_OPERATOR_ARGS["vars"], "as_of_date": "{{ ds }}"}},
+        vars={"as_of_date": "{{ ds }}"},
+        **DBT_OPERATOR_ARGS,
     )
     profiles = _dbt_group("dbt_profiles", ["profiles"])
     # Marts built on the ML outputs: audiences and anything else tagged post_ml.

@@ -31,15 +31,25 @@
         True when this training mart (fct_campaign_sends, fct_user_snapshots,
         user_item_interactions_train) may be kept as built by an earlier run instead of
         rebuilt for D: under a model refit cadence (MARKETING_MODEL_REFIT_DAYS > 1) the DAG's
-        plan_models task passes var `training_marts_from` = the date A whose fitted models D
-        reuses (so D fits nothing on these marts), and the table was built for one date in
-        [A, D] (point in time: never after D). Anything else (var unset, table missing or
-        built for a date outside [A, D], A not before D, --full-refresh) rebuilds as of D.
+        plan_models task names the date A whose fitted models D reuses (so D fits nothing on
+        these marts), and the table was built for one date in [A, D] (point in time: never
+        after D). A comes from var `training_marts_from` or, without it, from the environment
+        variable MARKETING_TRAINING_MARTS_FROM (what the DAG sets; read at run time only, like
+        MARKETING_AS_OF_DATE, so the saved parse stays valid). Anything else (A unset, table
+        missing or built for a date outside [A, D], A not before D, --full-refresh) rebuilds
+        as of D.
         days_before_as_of: the mart's as_of_date column is the run date minus this many days
         (the hold-out's training side is stamped D - evaluation_holdout_days).
     -#}
-    {%- set kept_from = var('training_marts_from', '') | string | trim -%}
-    {%- if not execute or not is_incremental() or kept_from in ('', 'None') -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- set kept_from = var('training_marts_from', none) -%}
+    {%- if kept_from is none -%}
+        {%- set kept_from = env_var('MARKETING_TRAINING_MARTS_FROM', '') -%}
+    {%- endif -%}
+    {%- set kept_from = kept_from | string | trim -%}
+    {%- if kept_from in ('', 'None') -%}
         {{ return(false) }}
     {%- endif -%}
     {%- if not modules.re.fullmatch('[0-9]{4}-[0-9]{2}-[0-9]{2}', kept_from) -%}

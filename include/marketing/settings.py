@@ -18,6 +18,11 @@ passed (``dbt_project/macros/as_of_date.sql``). The DAG and the benchmark use it
 re-parses the whole project whenever ``--vars`` change, while D read from the environment at
 run time leaves the saved parse valid from one date to the next."""
 
+TRAINING_MARTS_FROM_ENV = "MARKETING_TRAINING_MARTS_FROM"
+"""Environment variable naming the fit date whose training marts dbt keeps (refit cadence;
+empty = rebuild them) when no ``training_marts_from`` var is passed
+(``dbt_project/macros/partitions.sql``); set like :data:`AS_OF_DATE_ENV`."""
+
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from marketing.settings import AS_OF_DATE_ENV
+from marketing.settings import AS_OF_DATE_ENV, TRAINING_MARTS_FROM_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,25 +59,24 @@ def test_dbt_tasks_get_the_refit_plan(dagbag):
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt_profiles.")]
     assert dbt_tasks
     for task in dbt_tasks:
-        assert task.vars["training_marts_from"] == (
+        assert task.env[TRAINING_MARTS_FROM_ENV] == (
             "{{ ti.xcom_pull(task_ids='plan_models') or '' }}")
-        assert "vars" in task.template_fields
+        assert "env" in task.template_fields
 
 
 def test_dbt_tasks_get_the_run_date_from_the_environment(dagbag):
-    """D reaches the build tasks as MARKETING_AS_OF_DATE (templated), never as a var: a var
+    """D reaches the build tasks as MARKETING_AS_OF_DATE (templated) and no var at all: a var
     that changes every day would make every dbt task re-parse the whole project. Source
     freshness renders D while parsing (_shop__sources.yml), so it also gets the var."""
     dag = dagbag.get_dag("segment_refresh")
     dbt_tasks = [t for t in dag.tasks if t.task_id.startswith(("dbt_profiles.", "dbt_audiences."))]
     assert dbt_tasks
     for task in dbt_tasks:
-        assert task.env == {AS_OF_DATE_ENV: "{{ ds }}"}
-        assert "env" in task.template_fields
-        assert "as_of_date" not in task.vars
+        assert task.env[AS_OF_DATE_ENV] == "{{ ds }}"
+        assert not task.vars
     freshness = dag.get_task("source_freshness")
-    assert freshness.vars["as_of_date"] == "{{ ds }}"
-    assert freshness.vars["training_marts_from"] == dbt_tasks[0].vars["training_marts_from"]
+    assert freshness.vars == {"as_of_date": "{{ ds }}"}
+    assert freshness.env == dbt_tasks[0].env
 
 
 def test_scheduled_dbt_tasks_skip_unit_tests_but_not_data_tests(dagbag):

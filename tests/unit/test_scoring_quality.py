@@ -31,7 +31,7 @@ from marketing.scoring import (
     train_purchase_model,
     train_response_model,
 )
-from marketing.settings import Settings
+from marketing.settings import AS_OF_DATE_ENV, TRAINING_MARTS_FROM_ENV, Settings
 from marketing.steps import scores as scores_step
 from marketing.steps.common import metrics_frame, write_partition
 from marketing.steps.recommendations import neighbours_settings_key
@@ -332,8 +332,10 @@ def test_refit_cadence_reuses_both_recent_fits(shop, scored, caplog, monkeypatch
     assert ages["value"].tolist() == [0.0, 0.0]
 
 
-def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp_path):
-    """dbt var training_marts_from = A keeps marts built for A (minus users erased since);
+def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp_path,
+                                                               monkeypatch):
+    """dbt var training_marts_from = A (or, as the DAG passes it, the environment variable
+    MARKETING_TRAINING_MARTS_FROM) keeps marts built for A (minus users erased since);
     anything else rebuilds them as of D. The plan names A only when D reuses both fits."""
     settings, end = shop
     work = tmp_path / "shop"
@@ -362,8 +364,11 @@ def test_training_marts_are_kept_for_a_date_reusing_their_fits(shop, scored, tmp
     assert pipeline.training_marts_to_keep(next_day, cadence) == end.isoformat()
     assert pipeline.training_marts_to_keep(end, cadence) == ""  # never D's own fit
 
-    _dbt(["run", *select, "--vars",
-          f"{{as_of_date: '{next_day}', training_marts_from: '{end}'}}"], warehouse, work)
+    # as the DAG runs dbt: both dates in the environment, no --vars
+    with monkeypatch.context() as environment:
+        environment.setenv(AS_OF_DATE_ENV, next_day.isoformat())
+        environment.setenv(TRAINING_MARTS_FROM_ENV, end.isoformat())
+        _dbt(["run", *select], warehouse, work)
     for table, frame in before.items():
         kept = _read(copy, query.format(table))
         expected = frame[frame["user_id"] != erased].reset_index(drop=True)
