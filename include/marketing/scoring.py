@@ -45,9 +45,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from marketing.median_imputer import MedianImputer
+from marketing.one_hot import CategoricalOneHotEncoder
 from marketing.response_metrics import decile_of_rank, evaluate
 from marketing.sampling import seeded_sample
 from marketing.threads import one_blas_thread, parallel_map
@@ -131,14 +132,18 @@ def feature_frame(
     return pd.DataFrame(columns, index=frame.index)
 
 
-def _category_labels(values: pd.Series) -> np.ndarray:
-    """``str`` of each value (object array), NULL -> :data:`MISSING_CATEGORY`.
+def _category_labels(values: pd.Series) -> pd.Categorical:
+    """``str`` of each value as a ``pandas.Categorical``, NULL -> :data:`MISSING_CATEGORY`.
 
-    Formats each distinct value once: a million rows take 0.02 s instead of 0.4 s.
+    Formats each distinct value once (a million rows take 0.02 s instead of 0.4 s) and keeps
+    integer codes, which :class:`~marketing.one_hot.CategoricalOneHotEncoder` indexes with.
     """
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    labels = [str(v) for v in pd.Series(uniques).astype("object")]
-    return np.array([*labels, MISSING_CATEGORY], dtype=object)[codes]
+    # the last label is NULL's (code -1); equal strings (3 and "3", or "unknown") share one
+    labels = [*(str(v) for v in pd.Series(uniques).astype("object")), MISSING_CATEGORY]
+    categories = list(dict.fromkeys(labels))
+    return pd.Categorical.from_codes(pd.Index(categories).get_indexer(labels)[codes],
+                                     categories=categories)
 
 
 def _model_matrix(frame: pd.DataFrame) -> np.ndarray:
@@ -185,7 +190,7 @@ def make_pipeline(
     if categorical:
         transformers.append((
             "categorical",
-            OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+            CategoricalOneHotEncoder(),
             list(categorical),
         ))
     return Pipeline([
