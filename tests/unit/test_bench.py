@@ -132,6 +132,18 @@ def test_second_incremental_run_reused_the_full_refresh_fits(tiny_result):
     assert result["reuse_training_marts_from"] == D.isoformat()
 
 
+def test_incremental_days_reuse_dbts_saved_parse(tiny_result):
+    """As in a deployment, D + 1 (either pass) finds the project parsed by the run for D:
+    the date reaches dbt in the environment, and the reuse pass runs under the same path."""
+    _, work = tiny_result
+    for data_dir in (work, bench.reuse_dir(work)):
+        runs = (data_dir / "target" / "logs" / "dbt.log").read_text().split("Running with dbt=")
+        assert len(runs) == 5  # the log's head, then D and D + 1, profiles and audiences each
+        assert "Starting full parse" in runs[1]
+        for run in runs[2:]:
+            assert "no changes found, skipping parsing" in run
+
+
 def test_results_files_are_written_and_summarised(tiny_result, tmp_path):
     result, _ = tiny_result
     path = bench.write_results(result, tmp_path)
