@@ -71,3 +71,27 @@ def test_a_failed_insert_leaves_the_date_as_it_was(con):
     with pytest.raises(duckdb.Error):
         warehouse.replace_partition(con, "ml.t", pd.DataFrame({"user_id": ["not a number"]}), D1)
     assert _rows(con) == [(1, D1)]
+
+
+def test_plain_frames_are_written_through_arrow_with_the_same_types_and_nulls(con):
+    """Numbers, booleans and strings go through Arrow (faster to scan); anything else (dates,
+    objects) as the DataFrame. Both write the same column types, values and NULLs."""
+    import numpy as np
+    import pyarrow as pa
+
+    plain = pd.DataFrame({
+        "user_id": np.array([3, 1], dtype="int64"),
+        "rank": np.array([1, 2], dtype="int32"),
+        "score": [np.nan, 0.5],
+        "reason": pd.array([None, 7], dtype="Int64"),
+        "method": pd.array(["cf", None], dtype="string"),
+        "flag": [True, False],
+    }, index=[10, 20])
+    assert isinstance(warehouse.scannable(plain), pa.Table)
+    mixed = plain.assign(sent_at=pd.to_datetime(["2026-01-01", "2026-01-02"]))
+    assert warehouse.scannable(mixed) is mixed
+    warehouse.replace_partition(con, "ml.plain", plain, D1)
+    con.register("as_pandas", plain)  # DuckDB's own scan of the DataFrame, for reference
+    assert _rows(con, "describe ml.plain")[:6] == [r[:6] for r in _rows(con, "describe as_pandas")]
+    assert _rows(con, "select * exclude (as_of_date) from ml.plain order by user_id") == [
+        (1, 2, 0.5, 7, None, False), (3, 1, None, None, "cf", True)]
