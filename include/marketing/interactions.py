@@ -151,14 +151,15 @@ def interaction_matrix(interactions: pd.DataFrame) -> InteractionMatrix:
     user_ids, rows = dense_codes(users)
     item_ids, cols = dense_codes(items)
     shape = (len(user_ids), len(item_ids))
-    keys = rows.astype(np.int64) * max(shape[1], 1) + cols
-    duplicates = count_duplicates(keys)
+    # in any row order: the conversion to CSR sums repeated (row, col) pairs, so every
+    # duplicate costs one stored entry (strengths are > 0, none cancels), in linear time
+    matrix = sp.csr_matrix((strength.astype(np.float32), (rows, cols)), shape=shape)
+    duplicates = len(strength) - matrix.nnz
     if duplicates:
         raise ValueError(
             "interactions must have one row per (user_id, item_id) (a single as_of_date), "
             f"got {duplicates} duplicated pairs"
         )
-    matrix = sp.csr_matrix((strength.astype(np.float32), (rows, cols)), shape=shape)
     matrix.sort_indices()
     purchased = sp.csr_matrix(
         (np.ones(int(has_purchased.sum()), dtype=bool), (rows[has_purchased], cols[has_purchased])),

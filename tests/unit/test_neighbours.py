@@ -84,6 +84,29 @@ def test_interaction_matrix_labels_strength_and_purchases():
     assert matrix.shape == (2, 2)
 
 
+def test_interaction_matrix_does_not_depend_on_row_order():
+    """The warehouse hands rows over unsorted: any order gives the same matrix, and repeated
+    pairs are counted wherever they sit (the CSR conversion sums them)."""
+    rng = np.random.default_rng(5)
+    pairs = {(int(u), int(i)) for u, i in rng.integers(0, 60, size=(400, 2))}
+    rows = [(u * 7 + 3, i * 5, float(rng.uniform(0.1, 4.0))) for u, i in sorted(pairs)]
+    bought = [(u, i) for u, i, _ in rows[::3]]
+    ordered = interaction_matrix(_interactions(rows, purchased=bought))
+    shuffled = _interactions(rows, purchased=bought).sample(frac=1.0, random_state=3)
+    matrix = interaction_matrix(shuffled)
+    np.testing.assert_array_equal(matrix.user_ids, ordered.user_ids)
+    np.testing.assert_array_equal(matrix.item_ids, ordered.item_ids)
+    for got, expected in ((matrix.strength, ordered.strength),
+                          (matrix.purchased, ordered.purchased)):
+        assert got.has_sorted_indices
+        np.testing.assert_array_equal(got.indptr, expected.indptr)
+        np.testing.assert_array_equal(got.indices, expected.indices)
+        np.testing.assert_array_equal(got.data, expected.data)
+    repeated = pd.concat([shuffled, shuffled.iloc[[4, 9, 4]]])
+    with pytest.raises(ValueError, match="got 3 duplicated pairs"):
+        interaction_matrix(repeated)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -177,11 +177,12 @@ def _evaluate(as_of: date, settings: Settings) -> dict[str, float]:
 
 
 def read_interactions(con, as_of: date) -> pd.DataFrame:
-    """D's ``marts.user_item_interactions`` rows, sorted as ``interaction_matrix`` reads fastest."""
+    """D's ``marts.user_item_interactions`` rows, in no particular order (``interaction_matrix``
+    indexes them in linear time either way; sorting 7M rows in SQL cost 0.6 s at L)."""
     return warehouse.read_frame(
         con,
         "select user_id, item_id, strength, has_purchased from marts.user_item_interactions "
-        "where as_of_date = ? order by user_id, item_id",
+        "where as_of_date = ?",
         [as_of],
     )
 
@@ -208,7 +209,7 @@ def _read_holdout(con, as_of: date, holdout_days: int) -> tuple[pd.DataFrame, pd
     train = warehouse.read_frame(
         con,
         "select user_id, item_id, strength, has_purchased "
-        "from marts.user_item_interactions_train where as_of_date = ? order by user_id, item_id",
+        "from marts.user_item_interactions_train where as_of_date = ?",
         [train_date],
     )
     if train.empty:
