@@ -56,6 +56,7 @@ from contextlib import contextmanager  # noqa: E402
 from datetime import date, datetime, timedelta, timezone  # noqa: E402
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
+from unittest import mock  # noqa: E402
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
@@ -194,8 +195,8 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
         "--log-path", str(target_dir / "logs"),
         "--quiet",
     ]
-    with _environment({AS_OF_DATE_ENV: as_of.isoformat(),
-                       TRAINING_MARTS_FROM_ENV: training_marts_from}):
+    with mock.patch.dict(os.environ, {AS_OF_DATE_ENV: as_of.isoformat(),
+                                      TRAINING_MARTS_FROM_ENV: training_marts_from}):
         result = dbtRunner().invoke(args)
     _close_dbt_duckdb()
     if not result.success:
@@ -208,21 +209,6 @@ def dbt_build(selectors: list[str], as_of: date, settings, target_dir: Path,
             "seconds": round(float(node.execution_time), 3),
         })
     return nodes
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the block, then restore what was there."""
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _close_dbt_duckdb() -> None:
