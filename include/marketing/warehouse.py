@@ -67,8 +67,9 @@ def scannable(frame: pd.DataFrame) -> pd.DataFrame | pa.Table:
 
 @contextmanager
 def registered(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame) -> Iterator[str]:
-    """Expose ``frame`` to SQL as view ``name`` for the ``with`` block."""
-    con.register(name, frame)
+    """Expose ``frame`` to SQL as view ``name`` for the ``with`` block (as :func:`scannable`
+    hands it over, so every frame written to the warehouse takes the fastest scan)."""
+    con.register(name, scannable(frame))
     try:
         yield name
     finally:
@@ -145,7 +146,7 @@ def replace_partition(
     params = [day, *keys.values()]
     schema = qualified_name.split(".")[0]
     con.execute(f"create schema if not exists {schema}")
-    with registered(con, "_incoming", scannable(incoming)):
+    with registered(con, "_incoming", incoming):
         try:
             con.execute("begin transaction")
             con.execute(f"create table if not exists {qualified_name} as {rows} limit 0", params)
