@@ -34,6 +34,23 @@ def test_relevant_items_are_new_test_pairs_of_users_with_history():
     assert got.values.tolist() == [[1, 30], [2, 40]]
 
 
+@pytest.mark.parametrize("id_scale", [1, 10**12])  # compact ids, and ids that need a sort
+def test_relevant_items_match_a_brute_force_set_difference(id_scale):
+    rng = np.random.default_rng(3)
+    train = pd.DataFrame({"user_id": rng.integers(0, 40, 300) * id_scale,
+                          "item_id": rng.integers(0, 30, 300) * id_scale}).drop_duplicates()
+    # test users and items partly unknown to training; repeated pairs; any order
+    test = pd.DataFrame({"user_id": rng.integers(0, 50, 400) * id_scale,
+                         "item_id": rng.integers(0, 40, 400) * id_scale})
+    seen = set(zip(train["user_id"], train["item_id"], strict=True))
+    with_history = set(train["user_id"])
+    expected = sorted({(u, i) for u, i in zip(test["user_id"], test["item_id"], strict=True)
+                       if u in with_history and (u, i) not in seen})
+    got = relevant_items(train.sample(frac=1.0, random_state=1), test)
+    assert list(got.itertuples(index=False, name=None)) == expected
+    assert got.dtypes.tolist() == [np.dtype("int64")] * 2
+
+
 def test_ranking_metrics_known_answer():
     recommendations = pd.DataFrame(
         {
