@@ -78,10 +78,7 @@ def relevant_items(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         ``user_id``, ``item_id`` sorted, unique.
     """
-    for name, frame in (("train", train), ("test", test)):
-        missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{name} lacks required columns {missing}, got {list(frame.columns)}")
+    _require_pairs("train", train)
     user_ids, rows = dense_codes(train["user_id"].to_numpy(dtype=np.int64))
     item_ids, cols = dense_codes(train["item_id"].to_numpy(dtype=np.int64))
     seen = sp.csr_matrix((np.ones(len(rows), dtype=bool), (rows, cols)),
@@ -100,6 +97,7 @@ def _new_pairs(
     One binary search per test pair and nothing hashed: the canonical matrix's (row, column)
     keys are already sorted (a million-user hold-out: 0.2 s instead of 1.3 s for a merge).
     """
+    _require_pairs("test", test)
     if not seen.has_canonical_format:
         raise ValueError("seen must be a canonical CSR matrix (sorted indices, no duplicates)")
     users = test["user_id"].to_numpy(dtype=np.int64)
@@ -118,6 +116,12 @@ def _new_pairs(
     first = np.ones(len(users), dtype=bool)
     first[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
     return pd.DataFrame({"user_id": users[first], "item_id": items[first]})
+
+
+def _require_pairs(name: str, frame: pd.DataFrame) -> None:
+    missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{name} lacks required columns {missing}, got {list(frame.columns)}")
 
 
 def _positions_in(sorted_values: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

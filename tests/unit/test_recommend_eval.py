@@ -51,6 +51,17 @@ def test_relevant_items_match_a_brute_force_set_difference(id_scale):
     assert got.dtypes.tolist() == [np.dtype("int64")] * 2
 
 
+def test_relevant_items_and_the_hold_out_name_a_frame_without_its_pair_columns():
+    train = pd.DataFrame({"user_id": [1], "item_id": [10], "strength": [1.0],
+                          "has_purchased": [False]})
+    with pytest.raises(ValueError, match=r"train lacks required columns \['item_id'\]"):
+        relevant_items(train[["user_id"]], train)
+    with pytest.raises(ValueError, match=r"test lacks required columns \['item_id'\]"):
+        relevant_items(train, train[["user_id"]])
+    with pytest.raises(ValueError, match=r"test lacks required columns \['item_id'\]"):
+        evaluate_holdout(train, train[["user_id"]])
+
+
 def test_ranking_metrics_known_answer():
     recommendations = pd.DataFrame(
         {
