@@ -204,7 +204,8 @@ def _read_segments(con, as_of: date) -> pd.DataFrame | None:
 
 
 def _read_holdout(con, as_of: date, holdout_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training interactions as of D - h and the (user, item) pairs active in D-h+1..D."""
+    """Training interactions as of D - h and the (user, item) pairs active in D-h+1..D, both in
+    no particular order (the evaluation sorts the relevant pairs it derives)."""
     train_date = as_of - timedelta(days=holdout_days)
     train = warehouse.read_frame(
         con,
@@ -222,7 +223,7 @@ def _read_holdout(con, as_of: date, holdout_days: int) -> tuple[pd.DataFrame, pd
     test = warehouse.read_frame(
         con,
         "select user_id, item_id from marts.user_item_interactions "
-        "where as_of_date = ? and last_interacted_at >= ? order by user_id, item_id",
+        "where as_of_date = ? and last_interacted_at >= ?",
         [as_of, train_date + timedelta(days=1)],
     )
     return train, test
