@@ -10,9 +10,10 @@ audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is r
    (`MARKETING_MODEL_REFIT_DAYS` > 1; by default none), so dbt keeps that date's training
    marts instead of rebuilding them. **source_freshness** then runs `dbt source freshness` as
    of D (not as of today, so backfills are judged fairly): D's events must have landed.
-2. **dbt_profiles**: dbt staging and marts (`user_profiles`, `user_item_interactions`,
-   `fct_campaign_sends`, `dim_users`, ...), one Airflow task per model (Cosmos, `dbt build`,
-   so each model's tests gate its children).
+2. **dbt_views** builds the staging and intermediate views with their tests in one `dbt build`
+   (a view costs nothing to build, a task 3-5 s); **dbt_profiles** then the tables
+   (`user_profiles`, `user_item_interactions`, `fct_campaign_sends`, `dim_users`, ...), one
+   Airflow task per model (Cosmos, `dbt build`, so each model's tests gate its children).
 3. **segments / recommendations / response scores**: Python steps writing schema `ml`.
 4. **dbt_audiences**: `audience_members` from `include/audiences.yml`.
 5. **publish**: channel files under `data/outbox/`, then the analysts' read-only
@@ -41,7 +42,7 @@ import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior
-from cosmos.operators.local import DbtSourceLocalOperator
+from cosmos.operators.local import DbtBuildLocalOperator, DbtSourceLocalOperator
 
 from marketing.settings import AS_OF_DATE_ENV, TRAINING_MARTS_FROM_ENV
 
@@ -101,7 +102,16 @@ DBT_OPERATOR_ARGS = {
 }
 
 
-def _dbt_group(group_id: str, tags: list[str]) -> DbtTaskGroup:
+# Views cost nothing to build but an Airflow task each (a process, dbt's start-up and the
+# scheduler's hand-over: 3-5 s on the live LocalExecutor), so they are built together.
+VIEWS = "config.materialized:view"
+# dbt's advice: unit tests (static inputs) belong in development and CI (`make test` builds
+# the project with them), not in every scheduled run; data tests still gate.
+DBT_BUILD_FLAGS = ["--exclude-resource-type", "unit_test"]
+
+
+def _dbt_group(group_id: str, tags: list[str], exclude: list[str] | None = None) -> DbtTaskGroup:
+    """One Airflow task per dbt model of ``tags`` (minus ``exclude``), each `dbt build`."""
     return DbtTaskGroup(
         group_id=group_id,
         project_config=ProjectConfig(DBT_PROJECT_DIR),
@@ -111,18 +121,16 @@ def _dbt_group(group_id: str, tags: list[str]) -> DbtTaskGroup:
         ),
         render_config=RenderConfig(
             select=[f"tag:{tag}" for tag in tags],
+            exclude=exclude or [],
             load_method=LoadMode.DBT_LS,
             test_behavior=TestBehavior.BUILD,
             # A test on two models (relationships) runs in its own task after both: inside one
             # parent's `dbt build` it would query the other before it exists on a fresh
-            # warehouse (seen live: stg_shop__users built before stg_shop__events).
+            # warehouse (seen live when each view had its own task).
             should_detach_multiple_parents_tests=True,
             dbt_executable_path=str(DBT_EXECUTABLE),
         ),
-        # dbt's advice: unit tests (static inputs) belong in development and CI (`make test`
-        # builds the project with them), not in every scheduled run; data tests still gate.
-        operator_args={**DBT_OPERATOR_ARGS,
-                       "dbt_cmd_flags": ["--exclude-resource-type", "unit_test"]},
+        operator_args={**DBT_OPERATOR_ARGS, "dbt_cmd_flags": DBT_BUILD_FLAGS},
     )
 
 
@@ -208,14 +216,26 @@ def segment_refresh():
         vars={"as_of_date": "{{ ds }}"},
         **DBT_OPERATOR_ARGS,
     )
-    profiles = _dbt_group("dbt_profiles", ["profiles"])
+    # The staging and intermediate views with their data tests, in one `dbt build`: a failing
+    # test stops the run here, as it stopped the view's own task before.
+    views = DbtBuildLocalOperator(
+        task_id="dbt_views",
+        project_dir=str(DBT_PROJECT_DIR),
+        profile_config=PROFILE_CONFIG,
+        dbt_executable_path=str(DBT_EXECUTABLE),
+        invocation_mode=InvocationMode.DBT_RUNNER,
+        select=[f"tag:profiles,{VIEWS}"],
+        dbt_cmd_flags=DBT_BUILD_FLAGS,
+        **DBT_OPERATOR_ARGS,
+    )
+    profiles = _dbt_group("dbt_profiles", ["profiles"], exclude=[VIEWS])
     # Marts built on the ML outputs: audiences and anything else tagged post_ml.
     audiences = _dbt_group("dbt_audiences", ["audiences", "post_ml"])
     segment_step = segments()
     recommend_step = recommendations()
     score_step = response_scores()
 
-    land() >> plan_models() >> freshness >> profiles >> [segment_step, score_step]
+    land() >> plan_models() >> freshness >> views >> profiles >> [segment_step, score_step]
     # Cold-start users get their segment's popular items: segments before recommendations.
     segment_step >> recommend_step
     [recommend_step, score_step] >> audience_definitions() >> audiences

@@ -31,7 +31,7 @@ def test_segment_refresh_structure(dagbag):
     for expected in ("land", "segments", "recommendations", "response_scores",
                      "audience_definitions", "publish", "analytics_snapshot", "deliver"):
         assert expected in task_ids
-    # Cosmos renders one task per dbt model.
+    # Cosmos renders one task per dbt table; the views share one (test below).
     assert any(t.startswith("dbt_profiles.user_profiles") for t in task_ids)
     assert any(t.startswith("dbt_audiences.audience_members") for t in task_ids)
     for task in dag.tasks:
@@ -53,10 +53,30 @@ def test_order_land_dbt_ml_audiences_publish(dagbag):
     assert dag.get_task("deliver").upstream_task_ids == {"publish"}
 
 
+def test_views_build_in_one_task_before_the_tables(dagbag):
+    """A view costs an Airflow task (3-5 s live) and no build time: the staging and
+    intermediate views and their tests run in one `dbt build` (dbt_views); every table,
+    incremental intermediate models included, keeps its own task after it."""
+    dag = dagbag.get_dag("segment_refresh")
+    views = dag.get_task("dbt_views")
+    assert type(views).__name__ == "DbtBuildLocalOperator"
+    assert views.select == ["tag:profiles,config.materialized:view"]
+    assert views.upstream_task_ids == {"source_freshness"}
+    group = [t for t in dag.tasks if t.task_id.startswith("dbt_profiles.")]
+    names = {t.task_id.removeprefix("dbt_profiles.") for t in group}
+    assert not any(name.startswith(("stg_", "int_events_as_of", "int_users_as_of"))
+                   for name in names), names
+    assert "int_user_daily_activity_model_build" in names  # incremental: a table
+    roots = [t for t in group if not any(u.startswith("dbt_profiles.")
+                                         for u in t.upstream_task_ids)]
+    assert roots and all(t.upstream_task_ids == {"dbt_views"} for t in roots)
+    assert views.downstream_task_ids == {t.task_id for t in roots}
+
+
 def test_dbt_tasks_get_the_refit_plan(dagbag):
     """dbt keeps the training marts of the date plan_models names (refit cadence)."""
     dag = dagbag.get_dag("segment_refresh")
-    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("dbt_profiles.")]
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith(("dbt_views", "dbt_profiles."))]
     assert dbt_tasks
     for task in dbt_tasks:
         assert task.env[TRAINING_MARTS_FROM_ENV] == (
@@ -69,7 +89,8 @@ def test_dbt_tasks_get_the_run_date_from_the_environment(dagbag):
     that changes every day would make every dbt task re-parse the whole project. Source
     freshness renders D while parsing (_shop__sources.yml), so it also gets the var."""
     dag = dagbag.get_dag("segment_refresh")
-    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith(("dbt_profiles.", "dbt_audiences."))]
+    dbt_tasks = [t for t in dag.tasks
+                 if t.task_id.startswith(("dbt_views", "dbt_profiles.", "dbt_audiences."))]
     assert dbt_tasks
     for task in dbt_tasks:
         assert task.env[AS_OF_DATE_ENV] == "{{ ds }}"
@@ -82,7 +103,8 @@ def test_dbt_tasks_get_the_run_date_from_the_environment(dagbag):
 def test_scheduled_dbt_tasks_skip_unit_tests_but_not_data_tests(dagbag):
     """Unit tests run in the test suite (tests/unit/test_dbt_project.py builds everything)."""
     dag = dagbag.get_dag("segment_refresh")
-    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith(("dbt_profiles.", "dbt_audiences."))]
+    dbt_tasks = [t for t in dag.tasks
+                 if t.task_id.startswith(("dbt_views", "dbt_profiles.", "dbt_audiences."))]
     assert dbt_tasks
     for task in dbt_tasks:
         assert task.dbt_cmd_flags == ["--exclude-resource-type", "unit_test"]
@@ -108,8 +130,9 @@ def test_quality_gates_come_before_publish(dagbag):
     publish = dag.get_task("publish")
     upstream = {t.task_id for t in publish.get_flat_relatives(upstream=True)}
     gates = [t.task_id for t in dag.tasks
-             if t.task_id == "source_freshness" or t.task_id.startswith("dbt_profiles.")]
-    assert "source_freshness" in gates and len(gates) > 5
+             if t.task_id in ("source_freshness", "dbt_views")
+             or t.task_id.startswith("dbt_profiles.")]
+    assert {"source_freshness", "dbt_views"} <= set(gates) and len(gates) > 5
     assert set(gates) <= upstream
     freshness = dag.get_task("source_freshness")
     assert freshness.upstream_task_ids == {"plan_models"}
