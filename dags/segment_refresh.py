@@ -102,6 +102,13 @@ DBT_OPERATOR_ARGS = {
 }
 
 
+# The project and how to run dbt, for the operators outside the Cosmos groups.
+DBT_COMMAND_ARGS = {
+    "project_dir": str(DBT_PROJECT_DIR),
+    "profile_config": PROFILE_CONFIG,
+    "dbt_executable_path": str(DBT_EXECUTABLE),
+    "invocation_mode": InvocationMode.DBT_RUNNER,
+}
 # Views cost nothing to build but an Airflow task each (a process, dbt's start-up and the
 # scheduler's hand-over: 3-5 s on the live LocalExecutor), so they are built together.
 VIEWS = "config.materialized:view"
@@ -206,26 +213,20 @@ def segment_refresh():
     # Point-in-time source freshness as of D (see _shop__sources.yml): error = stale = stop.
     freshness = DbtSourceLocalOperator(
         task_id="source_freshness",
-        project_dir=str(DBT_PROJECT_DIR),
-        profile_config=PROFILE_CONFIG,
-        dbt_executable_path=str(DBT_EXECUTABLE),
-        invocation_mode=InvocationMode.DBT_RUNNER,
         select=["source:shop"],
         # _shop__sources.yml renders D into the freshness query while parsing: a var here
         # (this task re-parses the project anyway; the build tasks' saved parse stays valid)
         vars={"as_of_date": "{{ ds }}"},
+        **DBT_COMMAND_ARGS,
         **DBT_OPERATOR_ARGS,
     )
     # The staging and intermediate views with their data tests, in one `dbt build`: a failing
     # test stops the run here, as it stopped the view's own task before.
     views = DbtBuildLocalOperator(
         task_id="dbt_views",
-        project_dir=str(DBT_PROJECT_DIR),
-        profile_config=PROFILE_CONFIG,
-        dbt_executable_path=str(DBT_EXECUTABLE),
-        invocation_mode=InvocationMode.DBT_RUNNER,
         select=[f"tag:profiles,{VIEWS}"],
         dbt_cmd_flags=DBT_BUILD_FLAGS,
+        **DBT_COMMAND_ARGS,
         **DBT_OPERATOR_ARGS,
     )
     profiles = _dbt_group("dbt_profiles", ["profiles"], exclude=[VIEWS])

@@ -753,3 +753,41 @@ def test_campaign_sends_extend_only_the_day_before(incremental_runs):
     sends = {label: got["campaign_sends"] for label, _, got, _, _ in incremental_runs}
     assert 2 not in set(sends["D-3"]["campaign_id"]) and 2 in set(sends["D-2"]["campaign_id"])
     assert 2 in set(sends["D-1"]["user_id"]) and 2 not in set(sends["D-0"]["user_id"])
+
+
+# --- views built for another date ------------------------------------------------------------
+
+
+def _marts(warehouse: Path, *tables: str) -> dict[str, pd.DataFrame]:
+    with duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG)) as con:
+        return {t: con.execute(f"select * from marts.{t} order by all").df() for t in tables}
+
+
+def test_a_table_refuses_views_built_for_another_date(tmp_path):
+    """Clearing one Airflow table task of D1 after D2 ran would read D2's point-in-time views:
+    the table stops before writing anything and says how to rebuild the views."""
+    warehouse = raw_fixture.build_warehouse(tmp_path / "warehouse.duckdb")
+    run_ok(["build", "--select", "tag:profiles", "--exclude-resource-type", "unit_test",
+            *as_of(D2)], warehouse, tmp_path)
+    tables = ("user_item_interactions", "fct_user_snapshots")
+    before = _marts(warehouse, *tables)
+
+    # fct_user_snapshots' own pre-hook would empty it: the check runs before any other hook
+    result = run_dbt(["run", "--select", *tables, *as_of(D1)], warehouse, tmp_path)
+    assert not result.success
+    assert [str(r.status) for r in result.result.results] == ["error", "error"]
+    message = " ".join(str(r.message) for r in result.result.results)
+    assert f"built for as_of_date={D1}" in message
+    assert f"intermediate.int_events_as_of (as_of_date={D2})" in message
+    assert "clear task dbt_views" in message
+    after = _marts(warehouse, *tables)
+    for table in tables:
+        assert len(before[table])
+        pd.testing.assert_frame_equal(after[table], before[table])
+
+    # what clearing from dbt_views does: the views first, then the table
+    run_ok(["run", "--select", "tag:profiles,config.materialized:view", *as_of(D1)],
+           warehouse, tmp_path)
+    run_ok(["run", "--select", "user_item_interactions", *as_of(D1)], warehouse, tmp_path)
+    rebuilt = _marts(warehouse, "user_item_interactions")["user_item_interactions"]
+    assert set(pd.to_datetime(rebuilt["as_of_date"]).dt.date) == {D1}
