@@ -85,15 +85,18 @@ def as_of(day: date) -> list[str]:
     return ["--vars", f"{{as_of_date: '{day.isoformat()}'}}"]
 
 
-def read_tables(warehouse: Path) -> dict[str, pd.DataFrame]:
-    tables = [
-        "user_profiles",
-        "user_item_interactions",
-        "fct_campaign_sends",
-        "dim_users",
-        "fct_orders",
-        "audience_members",
-    ]
+MARTS = (
+    "user_profiles",
+    "user_item_interactions",
+    "fct_campaign_sends",
+    "dim_users",
+    "fct_orders",
+    "audience_members",
+)
+
+
+def read_tables(warehouse: Path, tables: tuple[str, ...] = MARTS) -> dict[str, pd.DataFrame]:
+    """Rows of the ``marts`` tables, sorted on every column."""
     con = duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG))
     try:
         return {t: con.execute(f"select * from marts.{t} order by all").df() for t in tables}
@@ -758,11 +761,6 @@ def test_campaign_sends_extend_only_the_day_before(incremental_runs):
 # --- views built for another date ------------------------------------------------------------
 
 
-def _marts(warehouse: Path, *tables: str) -> dict[str, pd.DataFrame]:
-    with duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG)) as con:
-        return {t: con.execute(f"select * from marts.{t} order by all").df() for t in tables}
-
-
 def test_a_table_refuses_views_built_for_another_date(tmp_path):
     """Clearing one Airflow table task of D1 after D2 ran would read D2's point-in-time views:
     the table stops before writing anything and says how to rebuild the views."""
@@ -770,7 +768,7 @@ def test_a_table_refuses_views_built_for_another_date(tmp_path):
     run_ok(["build", "--select", "tag:profiles", "--exclude-resource-type", "unit_test",
             *as_of(D2)], warehouse, tmp_path)
     tables = ("user_item_interactions", "fct_user_snapshots")
-    before = _marts(warehouse, *tables)
+    before = read_tables(warehouse, tables)
 
     # fct_user_snapshots' own pre-hook would empty it: the check runs before any other hook
     result = run_dbt(["run", "--select", *tables, *as_of(D1)], warehouse, tmp_path)
@@ -780,7 +778,7 @@ def test_a_table_refuses_views_built_for_another_date(tmp_path):
     assert f"built for as_of_date={D1}" in message
     assert f"intermediate.int_events_as_of (as_of_date={D2})" in message
     assert "clear task dbt_views" in message
-    after = _marts(warehouse, *tables)
+    after = read_tables(warehouse, tables)
     for table in tables:
         assert len(before[table])
         pd.testing.assert_frame_equal(after[table], before[table])
@@ -789,5 +787,5 @@ def test_a_table_refuses_views_built_for_another_date(tmp_path):
     run_ok(["run", "--select", "tag:profiles,config.materialized:view", *as_of(D1)],
            warehouse, tmp_path)
     run_ok(["run", "--select", "user_item_interactions", *as_of(D1)], warehouse, tmp_path)
-    rebuilt = _marts(warehouse, "user_item_interactions")["user_item_interactions"]
+    rebuilt = read_tables(warehouse, ("user_item_interactions",))["user_item_interactions"]
     assert set(pd.to_datetime(rebuilt["as_of_date"]).dt.date) == {D1}
