@@ -789,3 +789,33 @@ def test_a_table_refuses_views_built_for_another_date(tmp_path):
     run_ok(["run", "--select", "user_item_interactions", *as_of(D1)], warehouse, tmp_path)
     rebuilt = read_tables(warehouse, ("user_item_interactions",))["user_item_interactions"]
     assert set(pd.to_datetime(rebuilt["as_of_date"]).dt.date) == {D1}
+
+
+def _event_id_test(warehouse: Path, work_dir: Path, day: date):
+    """Status of the event-id uniqueness test for ``day`` (and the dbt result)."""
+    result = run_dbt(["test", "--select", "stg_shop__events,test_name:unique_in_run_partition",
+                      *as_of(day)], warehouse, work_dir)
+    statuses = [str(r.status) for r in result.result.results]
+    assert len(statuses) == 1, statuses
+    return statuses[0], result
+
+
+def test_event_ids_of_the_run_date_are_checked_against_every_partition(tmp_path):
+    """The daily id test reads only D's keys but finds a repeat of one in any partition;
+    repeats between two partitions before D are landing's to reject, not this run's."""
+    warehouse = raw_fixture.build_warehouse(tmp_path / "warehouse.duckdb")
+    run_ok(["run", "--select", "stg_shop__events", *as_of(D1)], warehouse, tmp_path)
+    assert _event_id_test(warehouse, tmp_path, D1)[0] == "pass"
+
+    con = duckdb.connect(str(warehouse), config=dict(CONNECTION_CONFIG))
+    try:
+        # event 7 (2024-03-01) again in D1's partition, bypassing landing's duplicate rule
+        con.execute("insert into raw.events select * replace (? as _partition_date) "
+                    "from raw.events where event_id = 7", [D1])
+    finally:
+        con.close()
+    status, result = _event_id_test(warehouse, tmp_path, D1)
+    assert status == "fail" and not result.success
+    assert result.result.results[0].failures == 1
+    # the same rows seen from D2: both copies lie before D2, so D2's check does not look
+    assert _event_id_test(warehouse, tmp_path, D2)[0] == "pass"
