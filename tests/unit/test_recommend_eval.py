@@ -300,3 +300,30 @@ def test_reused_neighbours_keep_pairs_of_items_still_interacted_with():
                            zip(neighbours["item_id"], neighbours["neighbour_item_id"], strict=True)]]
     pd.testing.assert_frame_equal(kept, expected.reset_index(drop=True))
     assert among_items(neighbours, np.arange(5)) is neighbours
+
+
+def test_a_date_the_interaction_marts_were_not_built_for_stops_before_writing(generated):
+    """The recommendations task of an earlier date cleared alone after a later date ran reads
+    single-date marts that hold the later date: it stops, naming the table and how to re-run,
+    instead of replacing that date's picks with popular items."""
+    from marketing.pipeline import build_recommendations
+
+    _, con, settings = generated
+    snapshot = "select * from ml.{} order by all"
+    tables = ("user_recommendations", "item_neighbours", "model_runs")
+    before = {t: con.execute(snapshot.format(t)).df() for t in tables}
+    earlier = AS_OF - timedelta(days=1)
+    with pytest.raises(RuntimeError) as raised:
+        build_recommendations(earlier, settings)
+    message = str(raised.value)
+    assert f"marts.user_item_interactions holds rows built for {AS_OF}, not for {earlier}" in (
+        message)
+    assert "dbt_views" in message
+    # the hold-out's training mart is checked up front too (here: settings and dbt disagree)
+    longer = dataclasses.replace(settings, evaluation_holdout_days=14)
+    with pytest.raises(RuntimeError, match="evaluation_holdout_days differs"):
+        build_recommendations(AS_OF, longer)
+    for table, frame in before.items():
+        pd.testing.assert_frame_equal(con.execute(snapshot.format(table)).df(), frame)
+    root = settings.models_dir / "recommendations"
+    assert not (root / earlier.isoformat()).exists()

@@ -1,7 +1,9 @@
-"""Helpers every step shares: the run date, metric rows and typed partition writes."""
+"""Helpers every step shares: the run date, metric rows, typed partition writes and the check
+that a mart was built for the run date."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import pandas as pd
@@ -12,6 +14,39 @@ from marketing import warehouse
 def as_date(value: date | str) -> date:
     """The run date from a ``date`` or an ISO string (Airflow passes ``"YYYY-MM-DD..."``)."""
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def built_dates(con, table: str) -> list[date]:
+    """The ``as_of_date`` values ``table`` holds rows for (one column scan)."""
+    return [row[0] for row in con.execute(f"select distinct as_of_date from {table}").fetchall()]
+
+
+def require_built_for(built: Iterable[date], table: str, as_of: date, *,
+                      built_for: date | None = None, use: str = "reads it",
+                      other_cause: str = "") -> None:
+    """Refuse to go on when a mart dbt rebuilds for one date at a time holds another date.
+
+    ``marts.user_item_interactions`` and the training marts hold only the date dbt last built
+    them for (``built_for``, by default the run date ``as_of``). A step of D cleared alone
+    after a later date ran would find no rows for D (or the later date's rows) and replace
+    D's outputs with a degenerate result, so it stops first, naming the table, the dates it
+    holds and how to re-run D. A table with no rows passes (nothing was built from any date).
+
+    Raises
+    ------
+    RuntimeError
+        If ``built`` holds a date other than ``built_for``.
+    """
+    wanted = as_of if built_for is None else built_for
+    built = sorted(set(built))
+    if built and built != [wanted]:
+        raise RuntimeError(
+            f"{table} holds rows built for {', '.join(d.isoformat() for d in built)}, not for "
+            f"{wanted}, but the {as_of} run {use}: dbt built it for another date since (a "
+            "later date ran, or the refit plan changed after dbt ran"
+            f"{', or ' + other_cause if other_cause else ''}). Re-run {as_of} from task "
+            "dbt_views (Clear with downstream)"
+        )
 
 
 def metrics_frame(model: str, metrics: dict[str, float]) -> pd.DataFrame:

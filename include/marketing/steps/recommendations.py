@@ -14,7 +14,13 @@ from marketing.neighbours import content_neighbours, item_neighbours, user_neigh
 from marketing.recommend import recommend
 from marketing.recommend_eval import evaluate_holdout
 from marketing.settings import Settings
-from marketing.steps.common import as_date, metrics_frame, rounded_metric
+from marketing.steps.common import (
+    as_date,
+    built_dates,
+    metrics_frame,
+    require_built_for,
+    rounded_metric,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +44,9 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
     """
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
+    fit = _reuse_neighbours(as_of, settings)
     with warehouse.connect(settings.warehouse_path) as con:
+        _require_marts_built_for(con, as_of, settings, evaluating=fit is None)
         interactions = read_interactions(con, as_of)
         users = warehouse.read_frame(
             con,
@@ -54,7 +62,6 @@ def build_recommendations(as_of_date: date | str, settings: Settings | None = No
         )
     matrix = interaction_matrix(interactions)
     del interactions  # the matrix holds it; a million users' rows are a few hundred MB
-    fit = _reuse_neighbours(as_of, settings)
     if fit is None:
         neighbours = item_neighbours(
             matrix,
@@ -158,6 +165,23 @@ def _reuse_neighbours(as_of: date, settings: Settings) -> model_registry.RecentF
         settings.models_dir / "recommendations", as_of, settings.model_refit_days,
         neighbours_settings_key(settings),
     )
+
+
+def _require_marts_built_for(con, as_of: date, settings: Settings, evaluating: bool) -> None:
+    """Stop before writing anything when the single-date interaction marts hold another date
+    (this step of D cleared alone after a later date ran: D's picks would all fall back to
+    popular items and D's fit would be evaluated on nothing)."""
+    require_built_for(built_dates(con, "marts.user_item_interactions"),
+                      "marts.user_item_interactions", as_of)
+    if evaluating:
+        train_date = as_of - timedelta(days=settings.evaluation_holdout_days)
+        require_built_for(
+            built_dates(con, "marts.user_item_interactions_train"),
+            "marts.user_item_interactions_train", as_of, built_for=train_date,
+            use=f"evaluates its fit on it (as of D - {settings.evaluation_holdout_days} days)",
+            other_cause="dbt var evaluation_holdout_days differs from "
+                        f"settings.evaluation_holdout_days = {settings.evaluation_holdout_days}",
+        )
 
 
 def _evaluate(as_of: date, settings: Settings) -> dict[str, float]:

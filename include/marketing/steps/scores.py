@@ -20,7 +20,12 @@ from marketing.scoring import (
     train_response_model,
 )
 from marketing.settings import Settings
-from marketing.steps.common import as_date, metrics_frame, write_partition
+from marketing.steps.common import (
+    as_date,
+    metrics_frame,
+    require_built_for,
+    write_partition,
+)
 from marketing.steps.recommendations import neighbours_settings_key
 from marketing.user_predictions import (
     TRAIN_MAX_ROWS,
@@ -149,14 +154,9 @@ def training_marts_to_keep(as_of_date: date | str, settings: Settings | None = N
 
 def _require_built_for(frame: pd.DataFrame, table: str, as_of: date) -> None:
     """A fit for D must read training rows built for D, not rows kept from an earlier date."""
-    if len(frame) and "as_of_date" in frame.columns:
-        built = pd.to_datetime(frame["as_of_date"]).dt.date.unique()
-        if len(built) != 1 or built[0] != as_of:
-            raise RuntimeError(
-                f"{table} holds rows built for {sorted(built)}, not for {as_of}, but {as_of} "
-                "fits a model on it: the refit plan changed after dbt ran (models/ edited?); "
-                "re-run the date from dbt_profiles on"
-            )
+    if "as_of_date" in frame.columns:
+        require_built_for(pd.to_datetime(frame["as_of_date"]).dt.date.unique(), table, as_of,
+                          use="fits a model on it")
 
 
 def _predictions_settings_key(settings: Settings) -> str:
