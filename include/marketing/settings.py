@@ -84,6 +84,9 @@ class Settings:
     recommendations_exclude_purchased: bool = True
     user_neighbours_k: int = 50
     evaluation_holdout_days: int = 7  # must equal dbt var evaluation_holdout_days
+    # publish (#8): the audience x channel files are written by this many forked processes
+    # (None = one per CPU; 1 = in the calling process), see marketing.processes
+    publish_processes: int | None = None
     # bring your own shop data (#9): a source mapping YAML (env MARKETING_SOURCE_MAPPING; unset =
     # the native landing layout) and the late-data window: landing D re-lands D-N..D (env
     # MARKETING_RELAND_DAYS), so rows for a day that arrive in a later file are not lost.
@@ -114,6 +117,11 @@ class Settings:
         if not isinstance(self.model_refit_days, int) or self.model_refit_days < 1:
             raise ValueError(
                 f"model_refit_days must be an integer >= 1, got {self.model_refit_days!r}"
+            )
+        if self.publish_processes is not None and (
+                not isinstance(self.publish_processes, int) or self.publish_processes < 1):
+            raise ValueError(
+                f"publish_processes must be None or an integer >= 1, got {self.publish_processes!r}"
             )
         if self.history_days is not None and (
                 not isinstance(self.history_days, int) or self.history_days < 1):

