@@ -109,7 +109,9 @@ class BenchError(RuntimeError):
 
 
 class RssSampler:
-    """Peak resident set size of this process, sampled on a daemon thread."""
+    """Peak resident memory of this process plus the memory its child processes do not share
+    with it (USS: the publish step's forked workers share the parent's pages until they write
+    them), sampled on a daemon thread."""
 
     def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
@@ -119,15 +121,24 @@ class RssSampler:
         self.peak_bytes = self._process.memory_info().rss
         self.window_peak_bytes = self.peak_bytes
 
+    def _resident(self) -> int:
+        total = self._process.memory_info().rss
+        for child in self._process.children(recursive=True):
+            try:
+                total += child.memory_full_info().uss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                pass  # gone between the listing and the read
+        return total
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            rss = self._process.memory_info().rss
+            rss = self._resident()
             self.peak_bytes = max(self.peak_bytes, rss)
             self.window_peak_bytes = max(self.window_peak_bytes, rss)
 
     def start_window(self) -> None:
         """Start a new window for :attr:`window_peak_bytes` (the peak of one stage)."""
-        self.window_peak_bytes = self._process.memory_info().rss
+        self.window_peak_bytes = self._resident()
 
     def __enter__(self) -> RssSampler:
         self._thread.start()

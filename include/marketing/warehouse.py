@@ -6,6 +6,7 @@ Everything else in the package works on DataFrames, arrays and sparse matrices.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -49,6 +50,33 @@ def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDB
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
     """Run ``sql`` with ``params`` and return the result as a DataFrame."""
     return con.execute(sql, params or []).df()
+
+
+def read_text_frame(con: duckdb.DuckDBPyConnection, sql: str,
+                    params: list | None = None) -> pd.DataFrame:
+    """:func:`read_frame` through Arrow, for results of many string columns: 310k export
+    rows x 12 strings at 1M users in 0.8 s instead of 1.6 s, the same frame (the string,
+    integer, float and boolean dtypes, NULLs included; DATE and DECIMAL columns would not be,
+    so results with them use :func:`read_frame`)."""
+    with warnings.catch_warnings():
+        # DuckDB 2 suggests con.sql() to save one copy (~0.04 s here), but con.sql() refuses
+        # to run while an earlier execute()'s result is unfinished; execute() ends it
+        warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
+        table = con.execute(sql, params or []).to_arrow_table()
+    frame = table.to_pandas()
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if column.null_count and column.type in _MASKED:  # as DuckDB's own conversion does
+            frame[name] = column.to_pandas(types_mapper=_MASKED.get).array
+    return frame
+
+
+_MASKED = {
+    pa.bool_(): pd.BooleanDtype(),
+    **{getattr(pa, f"{kind}{bits}")(): pd.api.types.pandas_dtype(f"{name}{bits}")
+       for kind, name in (("int", "Int"), ("uint", "UInt")) for bits in (8, 16, 32, 64)},
+}
+"""Arrow types DuckDB's ``df()`` turns into pandas' nullable dtypes when a column has NULLs
+(Arrow's own conversion would give float64 or object)."""
 
 
 def _plain(dtype) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -203,6 +204,27 @@ def test_rss_sampler_sees_an_allocation():
         block.sum()
         del block
     assert sampler.peak_bytes - before > 150 * 1024 * 1024
+
+
+def _allocate_in_a_child(seconds: float) -> int:
+    block = np.ones(200 * 1024 * 1024 // 8)  # 200 MB the parent does not share
+    time.sleep(seconds)
+    return int(block.sum())
+
+
+def test_rss_sampler_counts_what_child_processes_do_not_share():
+    """The publish step's forked workers: their own pages count, the parent's shared ones
+    do not count twice."""
+    from marketing.processes import process_map
+
+    shared = np.ones(300 * 1024 * 1024 // 8)  # touched by the parent only
+    shared.sum()
+    with bench.RssSampler(interval_s=0.01) as sampler:
+        before = sampler.peak_bytes
+        process_map(_allocate_in_a_child, [0.5, 0.5], 2)
+    added = sampler.peak_bytes - before
+    assert 300 * 1024 * 1024 < added < 600 * 1024 * 1024  # two children x 200 MB, not 2 x 500
+    del shared
 
 
 def test_a_failing_stage_is_named():

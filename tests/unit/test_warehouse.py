@@ -95,3 +95,20 @@ def test_plain_frames_are_written_through_arrow_with_the_same_types_and_nulls(co
     assert _rows(con, "describe ml.plain")[:6] == [r[:6] for r in _rows(con, "describe as_pandas")]
     assert _rows(con, "select * exclude (as_of_date) from ml.plain order by user_id") == [
         (1, 2, 0.5, 7, None, False), (3, 1, None, None, "cf", True)]
+
+
+def test_text_frames_read_through_arrow_equal_read_frame(con):
+    """The publish step's members are read through Arrow: same values, dtypes and NULLs as
+    read_frame for strings, integers, floats and booleans (NULL and not; 2^53 + 1 exact)."""
+    con.execute("""
+        create table t as select * from (values
+            (1::BIGINT, 'a', NULL::VARCHAR, 0.5::DOUBLE, true, NULL::BOOLEAN, 7::INTEGER,
+             NULL::BIGINT, 1::UTINYINT),
+            (2, NULL, 'é', NULL, false, true, NULL, 9007199254740993, NULL),
+            (3, 'c', 'x,y', 1e-9, true, false, 9, -1, 255)
+        ) v(user_id, name, city, p, flag, maybe, n, big, small)
+    """)
+    sql = "select * from t where user_id >= ? order by user_id"
+    fast = warehouse.read_text_frame(con, sql, [1])
+    pd.testing.assert_frame_equal(fast, warehouse.read_frame(con, sql, [1]))
+    assert len(fast) == 3 and fast["name"].isna().tolist() == [False, True, False]
