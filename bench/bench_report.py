@@ -46,7 +46,8 @@ def render_markdown(result: dict) -> str:
         "(1) refits every day",
         f"- peak RSS: {result['peak_rss_mb']:,.0f} MB over the three passes, which run in one "
         "process, so a stage's peak includes what earlier stages left allocated (the DAG runs "
-        f"each task in its own process); full refresh alone "
+        "each task in its own process), plus the memory the publish step's forked workers do "
+        f"not share with it; full refresh alone "
         f"{result['full_refresh_peak_rss_mb']:,.0f} MB; sample generation "
         f"{result['generate_s']:.1f} s (not part of the refresh)",
         f"- {result['seconds_per_million_events']:.2f} s per million events",
