@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -48,13 +50,22 @@ def _start_worker() -> None:
     global _COLLECTOR
     _COLLECTOR = _Collector()
     logging.getLogger().handlers = [_COLLECTOR]
+    # The caller decides: Ctrl-C reaches it and it stops the pool; a stop (the pool's
+    # terminate, also after success) ends a worker at once, whatever handler the caller had
+    # installed (Airflow's task runner has its own SIGTERM handler).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _run(index: int) -> tuple[object, list[logging.LogRecord]]:
+def _run(index: int) -> tuple[bool, object, list[logging.LogRecord]]:
+    """(ok, result or exception, log records) of one item, in a worker."""
     fn, items = _WORK
     _COLLECTOR.records = []
-    result = fn(items[index])
-    return result, _COLLECTOR.records
+    try:
+        return True, fn(items[index]), _COLLECTOR.records
+    except Exception as error:  # handed back with the records logged before it
+        error.add_note("in a worker process:\n" + traceback.format_exc().rstrip())
+        return False, error, _COLLECTOR.records
 
 
 def process_map(
@@ -85,9 +96,10 @@ def process_map(
         Results in the order of ``items``. The first exception (in input order) propagates.
     """
     global _WORK
-    processes = min(os.cpu_count() or 1 if n_processes is None else n_processes, len(items))
     if n_processes is not None and n_processes < 1:
         raise ValueError(f"n_processes must be >= 1, got {n_processes}")
+    wanted = (os.cpu_count() or 1) if n_processes is None else n_processes
+    processes = min(wanted, len(items))
     if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [fn(item) for item in items]
     order = sorted(range(len(items)), key=lambda i: -cost(items[i])) if cost else range(len(items))
@@ -97,9 +109,11 @@ def process_map(
             pending = {i: pool.apply_async(_run, (i,)) for i in order}
             results = []
             for i in range(len(items)):
-                result, records = pending[i].get()
+                ok, result, records = pending[i].get()
                 for record in records:
                     logging.getLogger(record.name).handle(record)
+                if not ok:
+                    raise result
                 results.append(result)
             return results
     finally:

@@ -17,6 +17,7 @@ def _square_and_log(x: int) -> tuple[int, int]:
 
 
 def _fail_on_three(x: int) -> int:
+    logger.warning("starting %d", x)
     if x == 3:
         raise KeyError(f"bad item {x}")
     return x
@@ -55,11 +56,15 @@ def test_the_costliest_items_start_first(tmp_path, cost, first_two):
     assert set(started[:2]) == first_two and len(started) == 3
 
 
-def test_a_worker_exception_reaches_the_caller():
-    with pytest.raises(KeyError, match="bad item 3"):
-        process_map(_fail_on_three, [1, 2, 3, 4], 2)
-    with pytest.raises(KeyError, match="bad item 3"):
-        process_map(_fail_on_three, [1, 2, 3, 4], 1)
+@pytest.mark.parametrize("n_processes", [1, 2])
+def test_a_worker_exception_reaches_the_caller_after_its_log(n_processes, caplog):
+    with caplog.at_level(logging.WARNING, logger="marketing"), \
+            pytest.raises(KeyError, match="bad item 3") as raised:
+        process_map(_fail_on_three, [1, 2, 3, 4], n_processes)
+    assert [r.getMessage() for r in caplog.records] == ["starting 1", "starting 2",
+                                                        "starting 3"]
+    if n_processes > 1:  # where it happened travels with it
+        assert "_fail_on_three" in raised.value.__notes__[0]
 
 
 def test_nothing_to_do_and_bad_counts():
