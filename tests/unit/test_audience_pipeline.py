@@ -237,3 +237,9 @@ def test_forked_processes_write_what_one_process_writes(tmp_path, processes, cap
     assert outputs[processes] == outputs[1]
     assert {path.parts[0] for path in files} == {"email", "google_ads", "meta_ads"}
     assert len(tables["ml.published_members"]) > 0 and len(tables["cache.phone_parses"]) == 5
+
+
+@pytest.mark.parametrize("processes", [0, -1, 1.5, "2"])
+def test_publish_processes_must_be_a_positive_integer(tmp_path, processes):
+    with pytest.raises(ValueError, match="publish_processes must be None or an integer >= 1"):
+        dataclasses.replace(fixture.settings_for(tmp_path), publish_processes=processes)
