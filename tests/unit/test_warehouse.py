@@ -97,18 +97,22 @@ def test_plain_frames_are_written_through_arrow_with_the_same_types_and_nulls(co
         (1, 2, 0.5, 7, None, False), (3, 1, None, None, "cf", True)]
 
 
-def test_text_frames_read_through_arrow_equal_read_frame(con):
-    """The publish step's members are read through Arrow: same values, dtypes and NULLs as
-    read_frame for strings, integers, floats and booleans (NULL and not; 2^53 + 1 exact)."""
+def test_frames_read_through_arrow_equal_read_frame(con):
+    """The export rows and the profiles are read through Arrow: same values, dtypes and NULLs as
+    read_frame for strings, integers, floats, booleans, dates and timestamps (NULL and not;
+    2^53 + 1 exact; dates at the ends of pandas' nanosecond range)."""
     con.execute("""
         create table t as select * from (values
             (1::BIGINT, 'a', NULL::VARCHAR, 0.5::DOUBLE, true, NULL::BOOLEAN, 7::INTEGER,
-             NULL::BIGINT, 1::UTINYINT),
-            (2, NULL, 'é', NULL, false, true, NULL, 9007199254740993, NULL),
-            (3, 'c', 'x,y', 1e-9, true, false, 9, -1, 255)
-        ) v(user_id, name, city, p, flag, maybe, n, big, small)
+             NULL::BIGINT, 1::UTINYINT, DATE '2026-09-30', NULL::DATE,
+             TIMESTAMP '2026-09-30 12:34:56.789012'),
+            (2, NULL, 'é', NULL, false, true, NULL, 9007199254740993, NULL, DATE '1970-01-01',
+             DATE '2262-04-12', NULL),
+            (3, 'c', 'x,y', 1e-9, true, false, 9, -1, 255, DATE '2026-10-01', DATE '1677-09-22',
+             TIMESTAMP '2026-10-01 00:00:00')
+        ) v(user_id, name, city, p, flag, maybe, n, big, small, day, odd_day, seen_at)
     """)
     sql = "select * from t where user_id >= ? order by user_id"
-    fast = warehouse.read_text_frame(con, sql, [1])
+    fast = warehouse.read_frame_via_arrow(con, sql, [1])
     pd.testing.assert_frame_equal(fast, warehouse.read_frame(con, sql, [1]))
     assert len(fast) == 3 and fast["name"].isna().tolist() == [False, True, False]

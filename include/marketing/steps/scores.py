@@ -23,6 +23,7 @@ from marketing.settings import Settings
 from marketing.steps.common import (
     as_date,
     metrics_frame,
+    read_profiles,
     require_built_for,
     write_partition,
 )
@@ -57,9 +58,7 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
     with warehouse.connect(settings.warehouse_path) as con:
         # the training sends are read only if D fits (or looks for an identical fit)
         n_sends = con.execute("select count(*) from marts.fct_campaign_sends").fetchone()[0]
-        profiles = warehouse.read_frame(
-            con, "select * from marts.user_profiles where as_of_date = ? order by user_id", [as_of]
-        )
+        profiles = read_profiles(con, as_of)
         campaigns = warehouse.read_frame(
             con,
             "select campaign_id, channel from staging.stg_shop__campaigns "

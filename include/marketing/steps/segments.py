@@ -14,7 +14,7 @@ from marketing.segment_model import assign_segments, segment_model
 from marketing.segment_report import picture_rows, write_segments_picture
 from marketing.segmentation import SegmentationResult, align_segment_ids, fit_segments
 from marketing.settings import Settings
-from marketing.steps.common import as_date, metrics_frame
+from marketing.steps.common import as_date, metrics_frame, read_profiles
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +39,7 @@ def build_segments(as_of_date: date | str, settings: Settings | None = None) -> 
     settings = settings or Settings.from_env()
     as_of = as_date(as_of_date)
     with warehouse.connect(settings.warehouse_path) as con:
-        profiles = warehouse.read_frame(
-            con, "select * from marts.user_profiles where as_of_date = ? order by user_id", [as_of]
-        )
+        profiles = read_profiles(con, as_of)
         previous, previous_date = _previous_segments(con, as_of)
         algorithm = settings.segment_algorithm
         if algorithm == "auto":
