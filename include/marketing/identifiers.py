@@ -138,8 +138,20 @@ def seed_parsed_phones(parsed: Iterable[tuple[str, str | None, str | None]]) -> 
 def parsed_phones_used() -> list[tuple[str, str | None, str | None]]:
     """The ``(raw number, region, E.164 or None)`` looked up since :func:`seed_parsed_phones`,
     sorted."""
-    return sorted(((phone, region, _PARSED[(phone, region)]) for phone, region in _USED),
-                  key=lambda row: (row[0], row[1] or ""))
+    return _in_order((phone, region, _PARSED[(phone, region)]) for phone, region in _USED)
+
+
+def merge_parsed_phones(
+    used: Iterable[list[tuple[str, str | None, str | None]]],
+) -> list[tuple[str, str | None, str | None]]:
+    """The union of several :func:`parsed_phones_used` lists (e.g. one per worker process),
+    in the same order."""
+    return _in_order(set().union(*used))
+
+
+def _in_order(parses: Iterable[tuple[str, str | None, str | None]],
+              ) -> list[tuple[str, str | None, str | None]]:
+    return sorted(parses, key=lambda row: (row[0], row[1] or ""))
 
 
 def _parse_e164(phone: str, region: str | None) -> str | None:

@@ -143,6 +143,12 @@ def test_fixture_is_what_the_publisher_expects():
     assert Path(fixture.__file__).name == "audience_warehouse.py"
 
 
+def _outbox_files(settings: Settings) -> dict[Path, bytes]:
+    """Every outbox file but the manifests (they name the run), by path under the outbox."""
+    return {p.relative_to(settings.outbox_dir): p.read_bytes()
+            for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+
+
 def test_phone_parses_carry_over_to_the_next_publish(settings, monkeypatch):
     """Each publish keeps the numbers it parsed; the next one parses only new numbers, with
     byte-identical files; an erased user's number drops out of the kept parses."""
@@ -155,8 +161,7 @@ def test_phone_parses_carry_over_to_the_next_publish(settings, monkeypatch):
     identifiers._PARSED.clear()  # a fresh process
     fixture.write_day(settings.warehouse_path, D1)
     publish_audiences(D1, "r1", settings)
-    first = {p.relative_to(settings.outbox_dir): p.read_bytes()
-             for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+    first = _outbox_files(settings)
     with warehouse.connect(settings.warehouse_path, read_only=True) as con:
         kept = con.execute("select phone, region, e164, phonenumbers_version "
                            "from cache.phone_parses order by all").fetchall()
@@ -171,8 +176,7 @@ def test_phone_parses_carry_over_to_the_next_publish(settings, monkeypatch):
     monkeypatch.setattr(phonenumbers, "parse", lambda *a, **k: calls.append(a) or real_parse(*a, **k))
     publish_audiences(D1, "r2", settings)
     assert calls == []  # ... but the kept parses
-    again = {p.relative_to(settings.outbox_dir): p.read_bytes()
-             for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+    again = _outbox_files(settings)
     assert again == first
 
     fixture.write_day(settings.warehouse_path, D1 + timedelta(days=1), erased={2})
@@ -204,9 +208,8 @@ def test_phone_parses_of_another_libphonenumber_version_are_ignored(settings, mo
 
 
 def _published(settings: Settings) -> tuple[dict, dict]:
-    """Every outbox file but the manifests (they name the run), and the step's tables."""
-    files = {p.relative_to(settings.outbox_dir): p.read_bytes()
-             for p in settings.outbox_dir.rglob("*") if p.is_file() and "manifest" not in p.name}
+    """The outbox files (:func:`_outbox_files`) and the step's tables."""
+    files = _outbox_files(settings)
     with warehouse.connect(settings.warehouse_path, read_only=True) as con:
         tables = {t: con.execute(f"select * from {t} order by all").fetchall()
                   for t in ("ml.publish_log", "ml.published_members", "cache.phone_parses")}

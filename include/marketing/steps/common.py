@@ -1,5 +1,5 @@
-"""Helpers every step shares: the run date, metric rows, typed partition writes and the check
-that a mart was built for the run date."""
+"""Helpers the steps share: the run date, D's profiles, metric rows, typed partition writes and
+the check that a mart was built for the run date."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import phonenumbers
 from marketing import warehouse
 from marketing.audience_config import definitions_frame, load_audiences
 from marketing.history import prune_history
-from marketing.identifiers import parsed_phones_used, seed_parsed_phones
+from marketing.identifiers import merge_parsed_phones, parsed_phones_used, seed_parsed_phones
 from marketing.processes import process_map
 from marketing.publish import PublishResult, publish_audience
 from marketing.settings import Settings
@@ -159,22 +158,13 @@ def publish_audiences(
         warehouse.replace_partition(con, "ml.published_members", exported, as_of)
         _forget_erased(con)
         warehouse.replace_partition(con, "ml.publish_log", log, as_of)
-        _keep_phone_parses(con, _merged_parses(used for _, used in done))
+        _keep_phone_parses(con, merge_parsed_phones(used for _, used in done))
     return {f"{r.channel}/{r.audience_name}": r.rows for r in results}
 
 
 def _export(export: dict) -> tuple[PublishResult, list[tuple[str, str | None, str | None]]]:
     """One audience x channel publish and the phone parses its process has used so far."""
     return publish_audience(**export), parsed_phones_used()
-
-
-def _merged_parses(
-    used: Iterable[list[tuple[str, str | None, str | None]]],
-) -> list[tuple[str, str | None, str | None]]:
-    """The parses the exports used, over every process, in :func:`parsed_phones_used` order."""
-    merged = {(phone, region): e164 for parses in used for phone, region, e164 in parses}
-    return sorted(((phone, region, e164) for (phone, region), e164 in merged.items()),
-                  key=lambda row: (row[0], row[1] or ""))
 
 
 PHONE_PARSES = "cache.phone_parses"
