@@ -98,7 +98,7 @@ def test_plain_frames_are_written_through_arrow_with_the_same_types_and_nulls(co
 
 
 def test_frames_read_through_arrow_equal_read_frame(con):
-    """The export rows and the profiles are read through Arrow: same values, dtypes and NULLs as
+    """Wide and long reads go through Arrow: same values, dtypes and NULLs as
     read_frame for strings, integers, floats, booleans, dates and timestamps (NULL and not;
     2^53 + 1 exact; dates at the ends of pandas' nanosecond range)."""
     con.execute("""
@@ -116,3 +116,7 @@ def test_frames_read_through_arrow_equal_read_frame(con):
     fast = warehouse.read_frame_via_arrow(con, sql, [1])
     pd.testing.assert_frame_equal(fast, warehouse.read_frame(con, sql, [1]))
     assert len(fast) == 3 and fast["name"].isna().tolist() == [False, True, False]
+    # the hold-out, the training sends and the snapshots can be empty (a new shop)
+    empty = warehouse.read_frame_via_arrow(con, sql, [4])
+    pd.testing.assert_frame_equal(empty, warehouse.read_frame(con, sql, [4]))
+    assert empty.empty and list(empty.columns) == list(fast.columns)
