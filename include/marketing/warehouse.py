@@ -48,25 +48,24 @@ def connect(path: Path | str, read_only: bool = False) -> Iterator[duckdb.DuckDB
 
 
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pd.DataFrame:
-    """Run ``sql`` with ``params`` and return the result as a DataFrame."""
-    return con.execute(sql, params or []).df()
+    """Run ``sql`` with ``params`` and return the result as a DataFrame, as DuckDB's ``df()``
+    converts it.
 
-
-def read_frame_via_arrow(con: duckdb.DuckDBPyConnection, sql: str,
-                         params: list | None = None) -> pd.DataFrame:
-    """:func:`read_frame` through Arrow, for wide or long results: the same frame (strings,
-    integers, floats, booleans, dates and timestamps, NULLs included, in the dtypes DuckDB's
-    own conversion gives; empty results too) in a half to a third of the time at 1M users
-    (the export rows, 310k x 12 strings: 0.8 s instead of 1.6 s; a day's user profiles,
-    1M x 28: 0.3-0.5 s instead of 0.8-0.9 s; the interactions, 7M x 4: 0.18 s instead of
-    0.56 s; the training sends, 619k x 32: 0.26-0.46 s instead of 0.78-0.86 s). DECIMAL,
-    nested and time-zone types would not convert alike; results with them use
-    :func:`read_frame`."""
+    Results whose columns are all integers, doubles, booleans, strings, dates or timestamps
+    (NULLs included) go through Arrow, which gives the same frame in a half to a third of the
+    time at 1M users (the export rows, 310k x 12 strings: 0.8 s instead of 1.6 s; a day's user
+    profiles, 1M x 28: 0.3-0.5 s instead of 0.8-0.9 s; the interactions, 7M x 4: 0.18 s
+    instead of 0.56 s; the training sends, 619k x 32: 0.26-0.46 s instead of 0.78-0.86 s).
+    Other types (DECIMAL, nested, time zones, ...) would not convert alike and use ``df()``.
+    """
+    result = con.execute(sql, params or [])
+    if not all(str(column[1]) in _ARROW_ALIKE for column in result.description):
+        return result.df()
     with warnings.catch_warnings():
         # DuckDB 2 suggests con.sql() to save one copy (~0.04 s here), but con.sql() refuses
         # to run while an earlier execute()'s result is unfinished; execute() ends it
         warnings.filterwarnings("ignore", "Arrow output on a DB-API result", UserWarning)
-        table = con.execute(sql, params or []).to_arrow_table()
+        table = result.to_arrow_table()
     if not table.num_rows:  # DuckDB types empty string columns as object, Arrow as str
         return con.from_arrow(table).df()
     frame = table.to_pandas()
@@ -78,13 +77,20 @@ def read_frame_via_arrow(con: duckdb.DuckDBPyConnection, sql: str,
     return frame
 
 
+_ARROW_ALIKE = frozenset({
+    "BOOLEAN", "DOUBLE", "VARCHAR", "DATE", "TIMESTAMP",
+    *(f"{sign}{width}" for sign in ("", "U") for width in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")),
+})
+"""DuckDB column types that :func:`read_frame` reads through Arrow (the same frame as ``df()``)."""
+
 _MASKED = {
     pa.bool_(): pd.BooleanDtype(),
     **{getattr(pa, f"{kind}{bits}")(): pd.api.types.pandas_dtype(f"{name}{bits}")
        for kind, name in (("int", "Int"), ("uint", "UInt")) for bits in (8, 16, 32, 64)},
 }
 """Arrow types DuckDB's ``df()`` turns into pandas' nullable dtypes when a column has NULLs
-(Arrow's own conversion would give float64 or object)."""
+(Arrow's own conversion would give float64 or object).
+"""
 
 
 def _plain(dtype) -> bool:

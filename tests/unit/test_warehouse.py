@@ -97,9 +97,9 @@ def test_plain_frames_are_written_through_arrow_with_the_same_types_and_nulls(co
         (1, 2, 0.5, 7, None, False), (3, 1, None, None, "cf", True)]
 
 
-def test_frames_read_through_arrow_equal_read_frame(con):
-    """Wide and long reads go through Arrow: same values, dtypes and NULLs as
-    read_frame for strings, integers, floats, booleans, dates and timestamps (NULL and not;
+def test_frames_read_through_arrow_equal_duckdbs_own(con):
+    """read_frame goes through Arrow: same values, dtypes and NULLs as DuckDB's own df()
+    for strings, integers, floats, booleans, dates and timestamps (NULL and not;
     2^53 + 1 exact; dates at the ends of pandas' nanosecond range)."""
     con.execute("""
         create table t as select * from (values
@@ -113,10 +113,13 @@ def test_frames_read_through_arrow_equal_read_frame(con):
         ) v(user_id, name, city, p, flag, maybe, n, big, small, day, odd_day, seen_at)
     """)
     sql = "select * from t where user_id >= ? order by user_id"
-    fast = warehouse.read_frame_via_arrow(con, sql, [1])
-    pd.testing.assert_frame_equal(fast, warehouse.read_frame(con, sql, [1]))
+    fast = warehouse.read_frame(con, sql, [1])
+    pd.testing.assert_frame_equal(fast, con.execute(sql, [1]).df())
     assert len(fast) == 3 and fast["name"].isna().tolist() == [False, True, False]
     # the hold-out, the training sends and the snapshots can be empty (a new shop)
-    empty = warehouse.read_frame_via_arrow(con, sql, [4])
-    pd.testing.assert_frame_equal(empty, warehouse.read_frame(con, sql, [4]))
+    empty = warehouse.read_frame(con, sql, [4])
+    pd.testing.assert_frame_equal(empty, con.execute(sql, [4]).df())
     assert empty.empty and list(empty.columns) == list(fast.columns)
+    # other types (here DECIMAL, a list) take df() itself
+    other = "select user_id, 1.5::DECIMAL(18, 3) as price, [n] as ns from t order by user_id"
+    pd.testing.assert_frame_equal(warehouse.read_frame(con, other), con.execute(other).df())

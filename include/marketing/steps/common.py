@@ -18,7 +18,7 @@ def as_date(value: date | str) -> date:
 
 def read_profiles(con, as_of: date) -> pd.DataFrame:
     """D's ``marts.user_profiles`` rows by user (through Arrow: 1M users in ~0.4 s, not ~0.9 s)."""
-    return warehouse.read_frame_via_arrow(
+    return warehouse.read_frame(
         con, "select * from marts.user_profiles where as_of_date = ? order by user_id", [as_of]
     )
 

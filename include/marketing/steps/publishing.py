@@ -103,7 +103,7 @@ def publish_audiences(
     audiences = load_audiences(settings.audiences_path)
     with warehouse.connect(settings.warehouse_path) as con:
         seed_parsed_phones(_earlier_phone_parses(con))
-        members = warehouse.read_frame_via_arrow(con, _MEMBERS_SQL, [as_of, as_of, as_of])
+        members = warehouse.read_frame(con, _MEMBERS_SQL, [as_of, as_of, as_of])
         history = _email_history(con, as_of)
         erased_lines = _erased_lines(con)
     exports = []

@@ -203,7 +203,7 @@ def _evaluate(as_of: date, settings: Settings) -> dict[str, float]:
 def read_interactions(con, as_of: date) -> pd.DataFrame:
     """D's ``marts.user_item_interactions`` rows, in no particular order (``interaction_matrix``
     indexes them in linear time either way; sorting 7M rows in SQL cost 0.6 s at L)."""
-    return warehouse.read_frame_via_arrow(
+    return warehouse.read_frame(
         con,
         "select user_id, item_id, strength, has_purchased from marts.user_item_interactions "
         "where as_of_date = ?",
@@ -231,7 +231,7 @@ def _read_holdout(con, as_of: date, holdout_days: int) -> tuple[pd.DataFrame, pd
     """Training interactions as of D - h and the (user, item) pairs active in D-h+1..D, both in
     no particular order (the evaluation sorts the relevant pairs it derives)."""
     train_date = as_of - timedelta(days=holdout_days)
-    train = warehouse.read_frame_via_arrow(
+    train = warehouse.read_frame(
         con,
         "select user_id, item_id, strength, has_purchased "
         "from marts.user_item_interactions_train where as_of_date = ?",
@@ -244,7 +244,7 @@ def _read_holdout(con, as_of: date, holdout_days: int) -> tuple[pd.DataFrame, pd
             train_date,
             holdout_days,
         )
-    test = warehouse.read_frame_via_arrow(
+    test = warehouse.read_frame(
         con,
         "select user_id, item_id from marts.user_item_interactions "
         "where as_of_date = ? and last_interacted_at >= ?",

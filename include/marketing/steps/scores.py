@@ -69,7 +69,7 @@ def score_campaigns(as_of_date: date | str, settings: Settings | None = None) ->
         # (no campaign history) needs every snapshot, so it reads them only when it runs.
         model, source, fingerprint = _response_model_for(
             as_of, n_sends,
-            lambda: warehouse.read_frame_via_arrow(
+            lambda: warehouse.read_frame(
                 con, "select * from marts.fct_campaign_sends order by sent_at, send_id"),
             lambda: _read_snapshots(con, closed_only=False), settings,
         )
@@ -117,7 +117,7 @@ def _read_snapshots(con, closed_only: bool) -> pd.DataFrame:
     if not warehouse.table_exists(con, "marts.fct_user_snapshots"):
         return pd.DataFrame()
     where = "where churned_next_90d is not null " if closed_only else ""
-    return warehouse.read_frame_via_arrow(
+    return warehouse.read_frame(
         con, f"select * from marts.fct_user_snapshots {where}order by snapshot_date, user_id"
     )
 
