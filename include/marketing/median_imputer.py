@@ -9,8 +9,6 @@ filled with 0).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
@@ -28,9 +26,13 @@ class MedianImputer(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None) -> MedianImputer:  # noqa: N803 (scikit-learn's signature)
         x = np.asarray(X, dtype=np.float64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice encountered"
-            medians = np.nanmedian(x, axis=0) if len(x) else np.full(x.shape[1], np.nan)
+        # columns without a value are left out of nanmedian instead of silencing its "All-NaN
+        # slice" warning: warnings.catch_warnings() swaps process-wide filters, which is not
+        # safe while another thread fits (user_predictions fits two models side by side)
+        medians = np.full(x.shape[1], np.nan)
+        has_value = ~np.isnan(x).all(axis=0) if len(x) else np.zeros(x.shape[1], dtype=bool)
+        if has_value.any():
+            medians[has_value] = np.nanmedian(x[:, has_value], axis=0)
         self.statistics_ = np.where(np.isnan(medians), 0.0, medians)
         self.n_features_in_ = x.shape[1]
         return self

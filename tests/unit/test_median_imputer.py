@@ -1,5 +1,7 @@
 """MedianImputer equals scikit-learn's SimpleImputer(median, keep_empty_features) in linear time."""
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
@@ -39,3 +41,21 @@ def test_rejects_a_different_width_and_use_before_fit():
         MedianImputer().transform(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="3 columns.*fitted on 2"):
         MedianImputer().fit(np.zeros((2, 2))).transform(np.zeros((2, 3)))
+
+
+def test_a_column_without_values_warns_nothing(monkeypatch):
+    """No "All-NaN slice" RuntimeWarning, and no silencing of it through the process-wide
+    warning filters, which is not thread-safe (user_predictions fits two pipelines in threads
+    at once, so a silenced warning could leak from the other thread's fit)."""
+    x = np.array([[np.nan, 1.0], [np.nan, 3.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        def swap_filters(*args, **kwargs):
+            raise AssertionError("fit swapped the process-wide warning filters")
+
+        monkeypatch.setattr(warnings, "catch_warnings", swap_filters)
+        fitted = MedianImputer().fit(x)
+        empty = MedianImputer().fit(np.zeros((0, 2)))
+    np.testing.assert_array_equal(fitted.statistics_, [0.0, 2.0])
+    np.testing.assert_array_equal(empty.statistics_, [0.0, 0.0])
