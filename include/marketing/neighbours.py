@@ -41,7 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from marketing.interactions import InteractionMatrix
-from marketing.threads import thread_count
+from marketing.threads import openmp_thread_count
 from marketing.top_k import (
     MAX_BLOCK_PRODUCTS,
     RELATIVE_TIE_TOLERANCE,
@@ -259,7 +259,8 @@ def item_neighbours(
     max_block_products : int, default :data:`MAX_BLOCK_PRODUCTS`
         Memory bound: scalar products (entries held) per block of items.
     n_threads : int, optional
-        Threads for sparse_dot_topn; default all CPUs. The result does not depend on it.
+        Threads for sparse_dot_topn; default all CPUs, at most the process's OpenMP limit
+        (:func:`marketing.threads.openmp_thread_count`). The result does not depend on it.
 
     Returns
     -------
@@ -306,7 +307,7 @@ def item_neighbours(
         )
     else:
         parts = _topn_top_k(
-            normalised, binary, k, max_block_products, thread_count(n_threads)
+            normalised, binary, k, max_block_products, openmp_thread_count(n_threads)
         )
     rows, cols, rank, values = parts
     order = np.lexsort((rank, rows))

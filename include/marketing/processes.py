@@ -1,7 +1,10 @@
-"""Forked processes for independent pieces of Python-level work (the publish step's files).
+"""Forked processes for independent pieces of Python-level work.
 
-Normalising, hashing and formatting identifiers run in the interpreter, so threads would take
-turns on the GIL: independent pieces go to forked worker processes instead. Workers inherit
+Normalising, hashing and formatting identifiers (the publish step's files) or fitting a model
+on one core while the caller does other work run in the interpreter, so threads would take
+turns on the GIL: independent pieces go to forked worker processes instead
+(:func:`process_map` for many pieces, :func:`in_background` for one piece beside the
+caller's own work). Workers inherit
 the inputs with the parent's memory (nothing is pickled on the way in, only results come
 back), must not touch the warehouse (callers close their DuckDB connections first; a
 connection another library keeps open is never used by a worker), and their log records are
@@ -18,8 +21,11 @@ import multiprocessing
 import os
 import signal
 import traceback
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Generic, TypeVar
+
+from threadpoolctl import threadpool_limits
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,6 +51,10 @@ class _Collector(logging.Handler):
 
 _COLLECTOR: _Collector | None = None
 
+_STARTING: Callable | None = None
+"""The function of the :class:`BackgroundJob` being started (one at a time), inherited by its
+forked process."""
+
 
 def _start_worker() -> None:
     global _COLLECTOR
@@ -55,17 +65,37 @@ def _start_worker() -> None:
     # installed (Airflow's task runner has its own SIGTERM handler).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # GNU OpenMP cannot start threads in the child of a process that already ran a parallel
+    # region (it would wait forever for the parent's pool): OpenMP users (scikit-learn's
+    # loss functions, sparse_dot_topn via marketing.threads.openmp_thread_count) run on one
+    # thread here
+    threadpool_limits(limits=1, user_api="openmp")
+
+
+def _outcome(fn: Callable[[], R]) -> tuple[bool, object, list[logging.LogRecord]]:
+    """(ok, result or exception, log records) of ``fn()``, in a worker."""
+    _COLLECTOR.records = []
+    try:
+        return True, fn(), _COLLECTOR.records
+    except Exception as error:  # handed back with the records logged before it
+        error.add_note("in a worker process:\n" + traceback.format_exc().rstrip())
+        return False, error, _COLLECTOR.records
+
+
+def _handed_back(outcome: tuple[bool, object, list[logging.LogRecord]]) -> object:
+    """Re-emit a worker's log records in the caller, then return its result or raise."""
+    ok, result, records = outcome
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    if not ok:
+        raise result
+    return result
 
 
 def _run(index: int) -> tuple[bool, object, list[logging.LogRecord]]:
     """(ok, result or exception, log records) of one item, in a worker."""
     fn, items = _WORK
-    _COLLECTOR.records = []
-    try:
-        return True, fn(items[index]), _COLLECTOR.records
-    except Exception as error:  # handed back with the records logged before it
-        error.add_note("in a worker process:\n" + traceback.format_exc().rstrip())
-        return False, error, _COLLECTOR.records
+    return _outcome(lambda: fn(items[index]))
 
 
 def process_map(
@@ -107,14 +137,102 @@ def process_map(
     try:
         with multiprocessing.get_context("fork").Pool(processes, _start_worker) as pool:
             pending = {i: pool.apply_async(_run, (i,)) for i in order}
-            results = []
-            for i in range(len(items)):
-                ok, result, records = pending[i].get()
-                for record in records:
-                    logging.getLogger(record.name).handle(record)
-                if not ok:
-                    raise result
-                results.append(result)
-            return results
+            return [_handed_back(pending[i].get()) for i in range(len(items))]
     finally:
         _WORK = None
+
+
+class BackgroundJob(Generic[R]):
+    """One call running in a forked process (see :func:`in_background`)."""
+
+    def __init__(self, fn: Callable[[], R]) -> None:
+        self._outcome: tuple[bool, object, list[logging.LogRecord]] | None = None
+        self._process = None
+        if "fork" not in multiprocessing.get_all_start_methods() or (os.cpu_count() or 1) < 2:
+            self._outcome = _local_outcome(fn)
+            return
+        global _STARTING
+        context = multiprocessing.get_context("fork")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_send_outcome, args=(sender,), daemon=True)
+        # handed over through a global, not the Process's arguments: the caller's copy of
+        # what fn holds (e.g. the frames it evaluates) can be freed while the process runs
+        _STARTING = fn
+        try:
+            self._process.start()
+        finally:
+            _STARTING = None
+        sender.close()
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the call (at most ``timeout`` seconds: TimeoutError, the process goes on);
+        its log records are re-emitted here, its exception raised."""
+        if self._outcome is None:
+            if timeout is not None and not self._receiver.poll(timeout):
+                raise TimeoutError(f"no result from the background process after {timeout} s")
+            try:
+                self._outcome = self._receiver.recv()
+            except EOFError:
+                self._process.join()
+                raise RuntimeError(
+                    f"the background process exited (code {self._process.exitcode}) "
+                    "without a result, e.g. killed for lack of memory"
+                ) from None
+            finally:
+                self._receiver.close()
+            self._process.join()
+        return _handed_back(self._outcome)
+
+    def stop(self) -> None:
+        """End the process if it still runs (the caller failed or was interrupted)."""
+        if self._process is not None and self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+
+def _local_outcome(fn: Callable[[], R]) -> tuple[bool, object, list[logging.LogRecord]]:
+    """``fn()`` in the calling process, as an outcome (no fork on this platform)."""
+    try:
+        return True, fn(), []
+    except Exception as error:
+        return False, error, []
+
+
+def _send_outcome(sender) -> None:
+    """The forked process: run the job's function and send its outcome (or why it cannot be
+    sent)."""
+    _start_worker()
+    outcome = _outcome(_STARTING)
+    try:
+        sender.send(outcome)
+    except Exception as error:  # e.g. a result that does not pickle
+        error.add_note("sending the background result to the caller")
+        sender.send((False, error, outcome[2]))
+    finally:
+        sender.close()
+
+
+@contextmanager
+def in_background(fn: Callable[[], R]) -> Iterator[BackgroundJob[R]]:
+    """Run ``fn()`` in a forked process while the caller's block goes on.
+
+    ``fn`` sees the caller's memory as it was at the start (nothing is pickled on the way
+    in; the caller may drop its own references to the inputs once the block starts) and must
+    not touch the warehouse (read what it needs before); its result comes back
+    pickled through a pipe by ``job.result()``, with the records it logged. Leaving the block
+    without asking for the result (an exception, Ctrl-C) ends the process. Where ``fork``
+    does not exist or the machine has one CPU, ``fn`` runs at once in the calling process:
+    same result, no overlap.
+
+    Example::
+
+        with in_background(lambda: evaluate(train, test)) as evaluation:
+            picks = recommend(...)          # meanwhile, on the other core
+            metrics = evaluation.result()
+    """
+    job = BackgroundJob(fn)
+    del fn  # (see BackgroundJob: only the forked process keeps what fn holds)
+    try:
+        yield job
+    finally:
+        job.stop()

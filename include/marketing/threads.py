@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,6 +28,20 @@ def thread_count(n_threads: int | None = None) -> int:
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
     return n_threads
+
+
+def openmp_thread_count(n_threads: int | None = None) -> int:
+    """:func:`thread_count` for a library's OpenMP threads (sparse_dot_topn's ``n_threads``),
+    capped by the process's OpenMP limit (``OMP_NUM_THREADS``, ``threadpoolctl``).
+
+    A forked process (:mod:`marketing.processes`) sets that limit to 1: GNU OpenMP cannot
+    start threads in the child of a process that already ran a parallel region (the child
+    waits forever for its parent's pool), and an explicit ``n_threads`` would override the
+    limit.
+    """
+    wanted = thread_count(n_threads)
+    limits = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "openmp"]
+    return min([wanted, *limits])
 
 
 def parallel_map(fn: Callable[[T], R], items: Iterable[T], n_threads: int | None = None) -> list[R]:

@@ -1,12 +1,15 @@
-"""marketing.processes.process_map: forked workers, results in input order, logs handed back."""
+"""marketing.processes: forked workers (process_map, in_background), results and logs handed
+back."""
 
 import logging
 import os
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from marketing.processes import process_map
+from marketing.processes import in_background, process_map
 
 logger = logging.getLogger("marketing.test_processes")
 
@@ -71,3 +74,99 @@ def test_nothing_to_do_and_bad_counts():
     assert process_map(_square_and_log, [], 2) == []
     with pytest.raises(ValueError, match="n_processes must be >= 1"):
         process_map(_square_and_log, [1, 2], 0)
+
+
+def _slow_pid(seconds: float) -> int:
+    logger.warning("background started")
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_in_background_overlaps_the_caller_and_hands_back_result_and_logs(caplog):
+    started = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="marketing"), \
+            in_background(lambda: _slow_pid(0.5)) as job:
+        time.sleep(0.5)  # the caller's own work, at the same time
+        logger.warning("caller done")
+        pid = job.result()
+    assert pid != os.getpid()
+    assert time.perf_counter() - started < 0.9  # 0.5 s each, side by side
+    # the background's records come back when its result is asked for
+    assert [r.getMessage() for r in caplog.records] == ["caller done", "background started"]
+
+
+def test_in_background_sees_the_callers_memory_and_returns_frames():
+    frame = pd.DataFrame({"user_id": np.arange(100_000), "x": np.linspace(0, 1, 100_000)})
+    with in_background(lambda: frame.assign(y=frame["x"] * 2)) as job:
+        out = job.result()
+    pd.testing.assert_frame_equal(out, frame.assign(y=frame["x"] * 2))
+
+
+def test_in_background_exception_reaches_the_caller_with_where_it_happened():
+    with in_background(lambda: _fail_on_three(3)) as job, \
+            pytest.raises(KeyError, match="bad item 3") as raised:
+        job.result()
+    assert "_fail_on_three" in raised.value.__notes__[0]
+
+
+def test_a_result_that_does_not_pickle_is_a_clear_error():
+    with in_background(lambda: (lambda: 1)) as job, \
+            pytest.raises(Exception, match="pickle") as raised:
+        job.result()
+    assert "sending the background result" in " ".join(raised.value.__notes__)
+
+
+def test_a_background_process_that_dies_is_a_clear_error():
+    with in_background(lambda: os._exit(3)) as job, \
+            pytest.raises(RuntimeError, match=r"exited \(code 3\) without a result"):
+        job.result()
+
+
+def test_leaving_the_block_early_ends_the_background_process():
+    with pytest.raises(ValueError, match="caller failed"), \
+            in_background(lambda: _slow_pid(30)) as job:
+        process = job._process
+        raise ValueError("caller failed")
+    assert process is not None and not process.is_alive()
+
+
+def test_the_caller_keeps_no_reference_to_the_background_inputs():
+    """Once started, the caller can free the inputs: only the forked process holds them."""
+    import functools
+    import gc
+    import weakref
+
+    frame = pd.DataFrame({"x": np.arange(10)})
+    alive = weakref.ref(frame)
+    with in_background(functools.partial(lambda f: int(f["x"].sum()), frame)) as job:
+        del frame
+        gc.collect()
+        assert alive() is None
+        assert job.result() == 45
+
+
+def test_waiting_can_be_bounded():
+    with in_background(lambda: _slow_pid(30)) as job, \
+            pytest.raises(TimeoutError, match="after 0.2 s"):
+        job.result(timeout=0.2)
+
+
+def test_openmp_work_in_the_background_after_the_caller_used_openmp():
+    """GNU OpenMP hangs in a forked child once the parent ran a parallel region, unless the
+    child stays on one OpenMP thread (the item neighbours use sparse_dot_topn's OpenMP)."""
+    import scipy.sparse as sp
+
+    from marketing.interactions import interaction_matrix
+    from marketing.neighbours import item_neighbours
+
+    rng = np.random.default_rng(7)
+    interactions = pd.DataFrame({
+        "user_id": rng.integers(0, 300, 3000), "item_id": rng.integers(0, 80, 3000),
+        "strength": rng.random(3000), "has_purchased": rng.random(3000) < 0.1,
+    }).drop_duplicates(["user_id", "item_id"])
+    matrix = interaction_matrix(interactions)
+    here = item_neighbours(matrix, k=5, n_threads=2)  # the caller's OpenMP pool now exists
+    assert sp.issparse(matrix.strength)
+    with in_background(lambda: item_neighbours(matrix, k=5, n_threads=2)) as job:
+        there = job.result(timeout=60)
+    pd.testing.assert_frame_equal(there, here)

@@ -66,3 +66,14 @@ def test_one_blas_thread_limits_blas_inside_the_call_and_restores_it_after():
         assert fit(1) == (2, {1})
         assert fit.__doc__ == "Docstring kept." and fit.__name__ == "fit"
         assert _blas_threads() == {2}
+
+
+def test_openmp_thread_count_follows_the_process_openmp_limit():
+    from threadpoolctl import threadpool_limits
+
+    from marketing.threads import openmp_thread_count
+
+    assert openmp_thread_count(3) == min(3, openmp_thread_count(64))
+    with threadpool_limits(limits=1, user_api="openmp"):
+        assert openmp_thread_count(None) == 1
+        assert openmp_thread_count(4) == 1
