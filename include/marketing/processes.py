@@ -1,11 +1,10 @@
 """Forked processes for independent pieces of Python-level work.
 
-Normalising, hashing and formatting identifiers (the publish step's files) or fitting a model
-on one core while the caller does other work run in the interpreter, so threads would take
-turns on the GIL: independent pieces go to forked worker processes instead
+Normalising, hashing and formatting identifiers (the publish step's files) and evaluating a
+fit while the caller computes something else mostly run in the interpreter, so threads would
+take turns on the GIL: independent pieces go to forked worker processes instead
 (:func:`process_map` for many pieces, :func:`in_background` for one piece beside the
-caller's own work). Workers inherit
-the inputs with the parent's memory (nothing is pickled on the way in, only results come
+caller's own work). Workers inherit the inputs with the parent's memory (nothing is pickled on the way in, only results come
 back), must not touch the warehouse (callers close their DuckDB connections first; a
 connection another library keeps open is never used by a worker), and their log records are
 handed back and re-emitted by the parent in input order, so a task's log reads as if one

@@ -89,8 +89,7 @@ _MASKED = {
        for kind, name in (("int", "Int"), ("uint", "UInt")) for bits in (8, 16, 32, 64)},
 }
 """Arrow types DuckDB's ``df()`` turns into pandas' nullable dtypes when a column has NULLs
-(Arrow's own conversion would give float64 or object).
-"""
+(Arrow's own conversion would give float64 or object)."""
 
 
 def _plain(dtype) -> bool:

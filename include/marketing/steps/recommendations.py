@@ -125,7 +125,7 @@ def _recommend_and_store(
     all_neighbours = pd.concat(
         [neighbours.assign(method="cf"), content.assign(method="content")], ignore_index=True
     )
-    # (re-running D replaces the whole partition, so a failure in between leaves nothing half)
+    # re-running D replaces both partitions whole, so a failure after this leaves nothing half
     with warehouse.connect(settings.warehouse_path) as con:
         warehouse.replace_partition(con, "ml.item_neighbours", all_neighbours, as_of)
         warehouse.replace_partition(con, "ml.user_recommendations", picks, as_of)
