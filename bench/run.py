@@ -278,7 +278,7 @@ def refresh(
             for n in dbt_build(["tag:audiences", "tag:post_ml"], as_of, settings, target_dir,
                                plan()))),
         ("publish", lambda: pipeline.publish_audiences(as_of, run_id, settings)),
-        ("snapshot", lambda: pipeline.publish_snapshot(settings)),
+        ("snapshot", lambda: pipeline.publish_snapshot(settings, as_of)),
     ]
     for name, step in steps:
         with _timed(name, timings, bar, sampler, peaks):

@@ -17,8 +17,8 @@ audiences, point in time for the run's date D (`{{ ds }}`): nothing after D is r
 3. **segments / recommendations / response scores**: Python steps writing schema `ml`.
 4. **dbt_audiences**: `audience_members` from `include/audiences.yml`.
 5. **publish**: channel files under `data/outbox/`, then the analysts' read-only
-   `data/analytics.duckdb` (with `MARKETING_HISTORY_DAYS` set, older per-user history is
-   deleted first); **deliver** POSTs D's publishes to the webhook of connection
+   `data/analytics.duckdb` (with `MARKETING_HISTORY_DAYS` set, older per-user history and
+   run folders are deleted first); **deliver** POSTs D's publishes to the webhook of connection
    `marketing_audience_webhook` (none defined: the files stay in the outbox for upload).
 
 DuckDB allows one writing process, so every task that writes the warehouse runs in the one-slot
@@ -205,10 +205,10 @@ def segment_refresh():
         return deliver_audiences(ds, AudienceWebhookHook().get_destination())
 
     @task
-    def analytics_snapshot() -> dict:
+    def analytics_snapshot(ds: str | None = None) -> dict:
         from marketing.pipeline import publish_snapshot
 
-        return publish_snapshot()
+        return publish_snapshot(as_of_date=ds)
 
     # Point-in-time source freshness as of D (see _shop__sources.yml): error = stale = stop.
     freshness = DbtSourceLocalOperator(

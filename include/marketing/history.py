@@ -11,11 +11,19 @@ Kept whatever their age: per-run summaries (``ml.model_runs``, ``ml.segments``,
 ``ml.segment_changes``, ``ml.publish_log``, ...: a few rows per run, no ``user_id`` or
 ``item_id``), and ``ml.published_members``, the publish history that deltas, e-mail frequency
 caps and ``marts.audience_lift`` are computed from.
+
+The runs' files are dated folders (``outbox/<channel>/<audience>/<D>/``,
+``models/<model>/<D>/``, ``reports/<D>/``); :func:`prune_dated_folders` bounds them the same
+way, one series of dated folders at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 
@@ -66,4 +74,55 @@ def prune_history(con: duckdb.DuckDBPyConnection, keep_days: int) -> dict[str, i
             deleted[table] = int(row[0])
     if deleted:
         logger.info("history older than %d days deleted: %s", keep_days, deleted)
+    return deleted
+
+
+def dated_folders(series: Path | str) -> dict[date, Path]:
+    """The ``YYYY-MM-DD`` subfolders of ``series`` by date (other entries are ignored)."""
+    series = Path(series)
+    if not series.is_dir():
+        return {}
+    folders = {}
+    for child in series.iterdir():
+        if not child.is_dir() or len(child.name) != 10:
+            continue
+        try:
+            folders[date.fromisoformat(child.name)] = child
+        except ValueError:
+            continue
+    return folders
+
+
+def prune_dated_folders(series: Path | str, keep_days: int,
+                        keep: Iterable[date | None] = ()) -> list[Path]:
+    """Delete the dated subfolders of ``series`` older than ``keep_days`` days before its
+    newest one, as :func:`prune_history` does with a table's partitions.
+
+    Parameters
+    ----------
+    series : Path or str
+        A folder of ``YYYY-MM-DD`` subfolders, one per run date (missing: nothing to do).
+    keep_days : int
+        Dated folders kept: ``date > newest - keep_days``; 1 keeps the newest only.
+    keep : iterable of date or None
+        Dates kept whatever their age (the run's own date, a folder later runs read; None
+        entries are ignored).
+
+    Returns
+    -------
+    list of Path
+        The folders deleted, oldest first.
+    """
+    if keep_days < 1:
+        raise ValueError(f"keep_days must be >= 1, got {keep_days}")
+    folders = dated_folders(series)
+    if not folders:
+        return []
+    cutoff = max(folders) - timedelta(days=keep_days)
+    kept = set(keep)
+    deleted = []
+    for day, folder in sorted(folders.items()):
+        if day <= cutoff and day not in kept:
+            shutil.rmtree(folder)
+            deleted.append(folder)
     return deleted

@@ -362,32 +362,44 @@ def _row_key(channel: str, line: bytes) -> bytes:
     return line.split(b",", 1)[0] if channel == "email" else line
 
 
-def _previous_publish(audience_dir: Path, day: str) -> tuple[str | None, dict[bytes, bytes]]:
-    """Data lines (by key) of the latest *successful* publish strictly before ``day``."""
+def latest_publish(audience_dir: Path | str, before: str | None = None
+                   ) -> tuple[str, dict] | None:
+    """(date folder, manifest) of the latest *successful* publish of an audience x channel
+    folder, strictly before ``before`` (a ``YYYY-MM-DD``) when given; None if there is none.
+    The next run's adds and removes are computed against it."""
+    audience_dir = Path(audience_dir)
     earlier = (
         sorted(
             p.name
             for p in audience_dir.iterdir()
-            if p.is_dir() and _DATE_DIR.match(p.name) and p.name < day
+            if p.is_dir() and _DATE_DIR.match(p.name) and (before is None or p.name < before)
         )
         if audience_dir.is_dir()
         else []
     )
-    channel = audience_dir.parent.name
     for name in reversed(earlier):
         manifest_file = audience_dir / name / "manifest.json"
         if not manifest_file.is_file():
             continue
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        if manifest.get("status", STATUS_PUBLISHED) != STATUS_PUBLISHED:
-            continue
-        files = [f["file"] for f in manifest.get("files", [])] or [manifest["file"]]
-        lines: dict[bytes, bytes] = {}
-        for file_name in files:
-            for line in (audience_dir / name / file_name).read_bytes().splitlines()[1:]:
-                lines[_row_key(channel, line)] = line
-        return name, lines
-    return None, {}
+        if manifest.get("status", STATUS_PUBLISHED) == STATUS_PUBLISHED:
+            return name, manifest
+    return None
+
+
+def _previous_publish(audience_dir: Path, day: str) -> tuple[str | None, dict[bytes, bytes]]:
+    """Data lines (by key) of the latest *successful* publish strictly before ``day``."""
+    found = latest_publish(audience_dir, before=day)
+    if found is None:
+        return None, {}
+    name, manifest = found
+    channel = audience_dir.parent.name
+    files = [f["file"] for f in manifest.get("files", [])] or [manifest["file"]]
+    lines: dict[bytes, bytes] = {}
+    for file_name in files:
+        for line in (audience_dir / name / file_name).read_bytes().splitlines()[1:]:
+            lines[_row_key(channel, line)] = line
+    return name, lines
 
 
 def _chunks(rows: list, size: int | None) -> list[list]:

@@ -107,8 +107,9 @@ class Settings:
     model_refit_days: int = field(
         default_factory=lambda: _env_int("MARKETING_MODEL_REFIT_DAYS", 1, minimum=1)
     )
-    # bounded history (#8): keep N days of per-user/per-item partitions (env
-    # MARKETING_HISTORY_DAYS; unset = keep everything), see marketing.history
+    # bounded history (#8): keep N days of per-user/per-item partitions and of the runs'
+    # dated folders under outbox/, models/, reports/ (env MARKETING_HISTORY_DAYS; unset = keep
+    # everything), see marketing.history
     history_days: int | None = field(
         default_factory=lambda: _env_int("MARKETING_HISTORY_DAYS", None, minimum=1)
     )

@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 
 from marketing.identifiers import sha256_hex
-from marketing.publish import CHANNEL_FILES, PublishResult, build_rows, publish_audience
+from marketing.publish import (
+    CHANNEL_FILES,
+    PublishResult,
+    build_rows,
+    latest_publish,
+    publish_audience,
+)
 
 DAY = "2024-03-01"
 HEX64 = re.compile(rb"^[0-9a-f]{64}$")
@@ -206,6 +212,23 @@ def test_manifest_counts_adds_and_removes_against_previous_day(tmp_path, members
         1,
         1,
     )
+
+
+def test_deltas_skip_a_publish_below_min_size(tmp_path, members):
+    # the latest *successful* publish is the one later deltas (and pruning) must keep
+    publish_audience("a", "meta_ads", members, "2024-02-28", "r0", tmp_path, min_size=0)
+    skipped = publish_audience("a", "meta_ads", members, "2024-02-29", "r1", tmp_path,
+                               min_size=1000)
+    assert skipped.status == "skipped_below_min_size"
+    audience_dir = tmp_path / "meta_ads" / "a"
+    assert latest_publish(audience_dir)[0] == "2024-02-28"
+    assert latest_publish(audience_dir, before="2024-02-28") is None
+    assert latest_publish(tmp_path / "email" / "none") is None
+    publish_audience("a", "meta_ads", members[members["user_id"] != 1], DAY, "r2", tmp_path, 0)
+    manifest = json.loads((audience_dir / DAY / "manifest.json").read_text())
+    assert (manifest["previous_as_of_date"], manifest["adds"], manifest["removes"]) == (
+        "2024-02-28", 0, 1)
+    assert latest_publish(audience_dir)[0] == DAY
 
 
 @pytest.mark.parametrize("failing_call", [1, 2])

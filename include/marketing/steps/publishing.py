@@ -12,10 +12,10 @@ import phonenumbers
 
 from marketing import warehouse
 from marketing.audience_config import definitions_frame, load_audiences
-from marketing.history import prune_history
+from marketing.history import prune_dated_folders, prune_history
 from marketing.identifiers import merge_parsed_phones, parsed_phones_used, seed_parsed_phones
 from marketing.processes import process_map
-from marketing.publish import PublishResult, publish_audience
+from marketing.publish import PublishResult, latest_publish, publish_audience
 from marketing.settings import Settings
 from marketing.snapshot import publish_analytics_copy
 from marketing.steps.common import as_date
@@ -244,18 +244,50 @@ def _forget_erased(con) -> None:
         )
 
 
-def publish_snapshot(settings: Settings | None = None) -> dict:
+def publish_snapshot(settings: Settings | None = None,
+                     as_of_date: date | str | None = None) -> dict:
     """Republish the analysts' read-only copy (``data/analytics.duckdb``) atomically.
 
     With ``settings.history_days`` N, per-user history older than N days before the newest
     run date is deleted from the warehouse first (:func:`marketing.history.prune_history`),
-    so neither the warehouse nor the copy grows with every day run.
+    so neither the warehouse nor the copy grows with every day run, and so are the runs'
+    dated folders under ``outbox/``, ``models/`` and ``reports/`` (:func:`_prune_folders`).
+    ``as_of_date``: the run's date, whose own folders are kept whatever their age (a
+    backfill's files stay until a later run prunes them; ``deliver`` may still be reading
+    them).
     """
     settings = settings or Settings.from_env()
-    pruned = {}
+    as_of = None if as_of_date is None else as_date(as_of_date)
+    pruned, folders = {}, 0
     if settings.history_days is not None:
         with warehouse.connect(settings.warehouse_path) as con:
             pruned = prune_history(con, settings.history_days)
+        folders = _prune_folders(settings, as_of)
     tables = publish_analytics_copy(settings.warehouse_path, settings.analytics_path)
     return {"path": str(settings.analytics_path), "tables": len(tables),
-            "history_rows_deleted": sum(pruned.values())}
+            "history_rows_deleted": sum(pruned.values()), "history_folders_deleted": folders}
+
+
+def _prune_folders(settings: Settings, as_of: date | None) -> int:
+    """Delete the runs' dated folders older than ``settings.history_days`` days before the
+    newest of their series; returns how many.
+
+    Kept whatever their age: the run date's own folders; per audience x channel, the latest
+    successful publish (the next run's adds and removes are computed against its files); and
+    under ``models/`` at least ``settings.model_refit_days`` days (the fits a refit cadence
+    reuses).
+    """
+    keep_days = settings.history_days
+    deleted = []
+    for audience_dir in sorted(p for p in settings.outbox_dir.glob("*/*") if p.is_dir()):
+        latest = latest_publish(audience_dir)
+        last_good = None if latest is None else date.fromisoformat(latest[0])
+        deleted += prune_dated_folders(audience_dir, keep_days, keep=(as_of, last_good))
+    for model_dir in sorted(p for p in settings.models_dir.glob("*") if p.is_dir()):
+        deleted += prune_dated_folders(
+            model_dir, max(keep_days, settings.model_refit_days), keep=(as_of,))
+    deleted += prune_dated_folders(settings.reports_dir, keep_days, keep=(as_of,))
+    if deleted:
+        logger.info("%d run folders older than %d days deleted (outbox, models, reports)",
+                    len(deleted), keep_days)
+    return len(deleted)
