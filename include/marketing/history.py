@@ -20,6 +20,7 @@ way, one series of dated folders at a time.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 SCHEMAS = ("ml", "marts")
 KEEP_ALWAYS = frozenset({"ml.published_members"})
+_DATE_NAME = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def history_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -84,11 +86,11 @@ def dated_folders(series: Path | str) -> dict[date, Path]:
         return {}
     folders = {}
     for child in series.iterdir():
-        if not child.is_dir() or len(child.name) != 10:
+        if not child.is_dir() or not _DATE_NAME.fullmatch(child.name):
             continue
         try:
             folders[date.fromisoformat(child.name)] = child
-        except ValueError:
+        except ValueError:  # 2026-02-30
             continue
     return folders
 

@@ -123,11 +123,14 @@ def test_prune_dated_folders_counts_back_from_the_series_newest_folder(tmp_path)
     _dated(series, [D - timedelta(days=back) for back in range(6)])
     (series / ".2026-09-20.tmp-1").mkdir()  # not a date: never touched
     (series / "notes").mkdir()
+    (series / "2026-W38-1").mkdir()  # an ISO week date Python would parse
+    (series / "2026-02-30").mkdir()
     (series / "2026-09-21").write_text("a file, not a run folder")
     deleted = prune_dated_folders(series, keep_days=3, keep=[D - timedelta(days=4), None])
     assert [p.name for p in deleted] == ["2026-09-25", "2026-09-27"]
     assert _left(series) == [D - timedelta(days=back) for back in (4, 2, 1, 0)]
-    assert {p.name for p in series.iterdir()} >= {".2026-09-20.tmp-1", "notes", "2026-09-21"}
+    assert {p.name for p in series.iterdir()} >= {
+        ".2026-09-20.tmp-1", "notes", "2026-09-21", "2026-W38-1", "2026-02-30"}
     assert prune_dated_folders(series, keep_days=3, keep=[D - timedelta(days=4)]) == []
     assert prune_dated_folders(tmp_path / "missing", keep_days=1) == []
     with pytest.raises(ValueError, match="keep_days must be >= 1"):
