@@ -14,13 +14,12 @@ caps and ``marts.audience_lift`` are computed from.
 
 The runs' files are dated folders (``outbox/<channel>/<audience>/<D>/``,
 ``models/<model>/<D>/``, ``reports/<D>/``); :func:`prune_dated_folders` bounds them the same
-way, one series of dated folders at a time.
+way, one series of dated folders at a time (:func:`marketing.run_folders.dated_folders`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from collections.abc import Iterable
 from datetime import date, timedelta
@@ -29,12 +28,12 @@ from pathlib import Path
 import duckdb
 
 from marketing import warehouse
+from marketing.run_folders import dated_folders
 
 logger = logging.getLogger(__name__)
 
 SCHEMAS = ("ml", "marts")
 KEEP_ALWAYS = frozenset({"ml.published_members"})
-_DATE_NAME = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def history_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -77,22 +76,6 @@ def prune_history(con: duckdb.DuckDBPyConnection, keep_days: int) -> dict[str, i
     if deleted:
         logger.info("history older than %d days deleted: %s", keep_days, deleted)
     return deleted
-
-
-def dated_folders(series: Path | str) -> dict[date, Path]:
-    """The ``YYYY-MM-DD`` subfolders of ``series`` by date (other entries are ignored)."""
-    series = Path(series)
-    if not series.is_dir():
-        return {}
-    folders = {}
-    for child in series.iterdir():
-        if not child.is_dir() or not _DATE_NAME.fullmatch(child.name):
-            continue
-        try:
-            folders[date.fromisoformat(child.name)] = child
-        except ValueError:  # 2026-02-30
-            continue
-    return folders
 
 
 def prune_dated_folders(series: Path | str, keep_days: int,

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from marketing.run_folders import dated_folders
+
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
@@ -215,15 +217,8 @@ def latest_run_before(model_dir: Path, as_of: date) -> Path | None:
     A backfill of D must not use a model trained on later data, so later folders are never
     returned. Folders whose name is not a date are ignored.
     """
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        return None
-    candidates = []
-    for child in model_dir.iterdir():
-        try:
-            day = date.fromisoformat(child.name)
-        except ValueError:
-            continue
-        if day < as_of and (child / MODEL_FILE).exists() and (child / CARD_FILE).exists():
-            candidates.append((day, child))
+    candidates = [
+        (day, child) for day, child in dated_folders(model_dir).items()
+        if day < as_of and (child / MODEL_FILE).exists() and (child / CARD_FILE).exists()
+    ]
     return max(candidates)[1] if candidates else None

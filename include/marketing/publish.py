@@ -52,6 +52,7 @@ from marketing.identifiers import (
     per_distinct_pair,
     sha256_hex_series,
 )
+from marketing.run_folders import dated_folders
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,6 @@ STATUS_BELOW_MIN_SIZE = "skipped_below_min_size"
 # Google Customer Match wants E.164 ("+1415..."), Meta digits only ("1415...").
 _PHONE_STYLE = {"google_ads": "e164", "meta_ads": "digits"}
 _SLUG = re.compile(r"^[a-z0-9_]+$")
-_DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -367,18 +367,11 @@ def latest_publish(audience_dir: Path | str, before: str | None = None
     """(date folder, manifest) of the latest *successful* publish of an audience x channel
     folder, strictly before ``before`` (a ``YYYY-MM-DD``) when given; None if there is none.
     The next run's adds and removes are computed against it."""
-    audience_dir = Path(audience_dir)
-    earlier = (
-        sorted(
-            p.name
-            for p in audience_dir.iterdir()
-            if p.is_dir() and _DATE_DIR.match(p.name) and (before is None or p.name < before)
-        )
-        if audience_dir.is_dir()
-        else []
-    )
-    for name in reversed(earlier):
-        manifest_file = audience_dir / name / "manifest.json"
+    for day, folder in sorted(dated_folders(audience_dir).items(), reverse=True):
+        name = day.isoformat()
+        if before is not None and name >= before:
+            continue
+        manifest_file = folder / "manifest.json"
         if not manifest_file.is_file():
             continue
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))

@@ -11,8 +11,9 @@ import duckdb
 import pytest
 
 from marketing import warehouse
-from marketing.history import dated_folders, history_tables, prune_dated_folders, prune_history
+from marketing.history import history_tables, prune_dated_folders, prune_history
 from marketing.pipeline import publish_snapshot
+from marketing.run_folders import dated_folders
 from marketing.settings import Settings
 
 D = date(2026, 9, 30)
