@@ -11,15 +11,24 @@ handed back and re-emitted by the parent in input order, so a task's log reads a
 process did the work and nothing a worker logs goes to the parent's handlers or sockets.
 Results never depend on the number of processes; where ``fork`` does not exist (Windows) or
 one process is asked for, the pieces run in the calling process.
+
+Every piece runs in a process of its own that sends its outcome through a pipe of its own.
+Nothing is shared between the processes (no pool, no common queue, no lock), so ending a
+process at any moment (the caller failed, Ctrl-C) cannot leave a lock held that the caller
+then waits for: ``multiprocessing.Pool.terminate`` can hang for ever when it kills a worker
+that is writing a result to the pool's shared queue (CPython issues 96995 and 73945; it
+hung this project's test suite once). A fork costs ~10-20 ms, against seconds per piece.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -29,12 +38,8 @@ from threadpoolctl import threadpool_limits
 T = TypeVar("T")
 R = TypeVar("R")
 
-_WORK: tuple[Callable, Sequence] | None = None
-"""(function, items) of the running :func:`process_map`, inherited by its forked workers."""
-
-
 class _Collector(logging.Handler):
-    """A worker's only log handler: keeps the records of the current item, made picklable."""
+    """A forked process's only log handler: keeps the records of its call, made picklable."""
 
     def __init__(self) -> None:
         super().__init__(logging.NOTSET)
@@ -59,9 +64,9 @@ def _start_worker() -> None:
     global _COLLECTOR
     _COLLECTOR = _Collector()
     logging.getLogger().handlers = [_COLLECTOR]
-    # The caller decides: Ctrl-C reaches it and it stops the pool; a stop (the pool's
-    # terminate, also after success) ends a worker at once, whatever handler the caller had
-    # installed (Airflow's task runner has its own SIGTERM handler).
+    # The caller decides: Ctrl-C reaches it and it stops the processes still running; a stop
+    # (SIGTERM) ends one at once, whatever handler the caller had installed (Airflow's task
+    # runner has its own SIGTERM handler).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # GNU OpenMP cannot start threads in the child of a process that already ran a parallel
@@ -91,19 +96,14 @@ def _handed_back(outcome: tuple[bool, object, list[logging.LogRecord]]) -> objec
     return result
 
 
-def _run(index: int) -> tuple[bool, object, list[logging.LogRecord]]:
-    """(ok, result or exception, log records) of one item, in a worker."""
-    fn, items = _WORK
-    return _outcome(lambda: fn(items[index]))
-
-
 def process_map(
     fn: Callable[[T], R],
     items: Sequence[T],
     n_processes: int | None = None,
     cost: Callable[[T], float] | None = None,
 ) -> list[R]:
-    """``[fn(item) for item in items]``, computed by up to ``n_processes`` forked workers.
+    """``[fn(item) for item in items]``, computed by up to ``n_processes`` forked processes at
+    a time, one per item.
 
     Parameters
     ----------
@@ -111,20 +111,20 @@ def process_map(
         Applied to each item; must not depend on the other items' calls, and its result must
         be picklable.
     items : sequence
-        Inputs (inherited by the workers, not pickled).
+        Inputs (inherited by the processes, not pickled).
     n_processes : int, optional
-        Worker processes; default every CPU. One process (or one item) runs in the calling
+        Processes at a time; default every CPU. One process (or one item) runs in the calling
         process.
     cost : callable, optional
-        Relative cost of an item: the costliest start first, so two workers finish close
+        Relative cost of an item: the costliest start first, so two processes finish close
         together (the largest audience is half of a publish).
 
     Returns
     -------
     list
-        Results in the order of ``items``. The first exception (in input order) propagates.
+        Results in the order of ``items``. The first exception (in input order) propagates;
+        the processes still running then are ended.
     """
-    global _WORK
     if n_processes is not None and n_processes < 1:
         raise ValueError(f"n_processes must be >= 1, got {n_processes}")
     wanted = (os.cpu_count() or 1) if n_processes is None else n_processes
@@ -132,27 +132,44 @@ def process_map(
     if processes <= 1 or "fork" not in multiprocessing.get_all_start_methods():
         return [fn(item) for item in items]
     order = sorted(range(len(items)), key=lambda i: -cost(items[i])) if cost else range(len(items))
-    _WORK = (fn, items)
+    waiting = deque(order)
+    running: dict[object, tuple[int, BackgroundJob]] = {}
+    outcomes: dict[int, tuple[bool, object, list[logging.LogRecord]]] = {}
+    results: list[R] = []
     try:
-        with multiprocessing.get_context("fork").Pool(processes, _start_worker) as pool:
-            pending = {i: pool.apply_async(_run, (i,)) for i in order}
-            return [_handed_back(pending[i].get()) for i in range(len(items))]
+        while len(results) < len(items):
+            while waiting and len(running) < processes:
+                index = waiting.popleft()
+                job = BackgroundJob(lambda index=index: fn(items[index]), fork=True)
+                running[job.receiver] = (index, job)
+            for receiver in multiprocessing.connection.wait(list(running)):
+                index, job = running.pop(receiver)
+                outcomes[index] = job.outcome()
+            while len(results) in outcomes:  # hand back in input order, raise at a failure
+                results.append(_handed_back(outcomes.pop(len(results))))
+        return results
     finally:
-        _WORK = None
+        for _, job in running.values():
+            job.stop()
 
 
 class BackgroundJob(Generic[R]):
     """One call running in a forked process (see :func:`in_background`)."""
 
-    def __init__(self, fn: Callable[[], R]) -> None:
+    def __init__(self, fn: Callable[[], R], fork: bool | None = None) -> None:
+        """``fork``: True forks wherever ``fork`` exists; None (default) only on a machine
+        with two or more CPUs; False never (``fn`` runs at once here)."""
         self._outcome: tuple[bool, object, list[logging.LogRecord]] | None = None
         self._process = None
-        if "fork" not in multiprocessing.get_all_start_methods() or (os.cpu_count() or 1) < 2:
+        self.receiver = None
+        if fork is None:
+            fork = (os.cpu_count() or 1) >= 2
+        if not fork or "fork" not in multiprocessing.get_all_start_methods():
             self._outcome = _local_outcome(fn)
             return
         global _STARTING
         context = multiprocessing.get_context("fork")
-        self._receiver, sender = context.Pipe(duplex=False)
+        self.receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=_send_outcome, args=(sender,), daemon=True)
         # handed over through a global, not the Process's arguments: the caller's copy of
         # what fn holds (e.g. the frames it evaluates) can be freed while the process runs
@@ -166,27 +183,35 @@ class BackgroundJob(Generic[R]):
     def result(self, timeout: float | None = None) -> R:
         """Wait for the call (at most ``timeout`` seconds: TimeoutError, the process goes on);
         its log records are re-emitted here, its exception raised."""
+        return _handed_back(self.outcome(timeout))
+
+    def outcome(self, timeout: float | None = None) -> tuple[bool, object, list]:
+        """(ok, result or exception, log records) of the call, waiting as :meth:`result`
+        does but re-emitting and raising nothing. A process that exits without sending one
+        (killed, ``os._exit``) gives a RuntimeError outcome."""
         if self._outcome is None:
-            if timeout is not None and not self._receiver.poll(timeout):
+            if timeout is not None and not self.receiver.poll(timeout):
                 raise TimeoutError(f"no result from the background process after {timeout} s")
             try:
-                self._outcome = self._receiver.recv()
+                self._outcome = self.receiver.recv()
             except EOFError:
                 self._process.join()
-                raise RuntimeError(
+                self._outcome = (False, RuntimeError(
                     f"the background process exited (code {self._process.exitcode}) "
                     "without a result, e.g. killed for lack of memory"
-                ) from None
+                ), [])
             finally:
-                self._receiver.close()
+                self.receiver.close()
             self._process.join()
-        return _handed_back(self._outcome)
+        return self._outcome
 
     def stop(self) -> None:
         """End the process if it still runs (the caller failed or was interrupted)."""
         if self._process is not None and self._process.is_alive():
             self._process.terminate()
             self._process.join()
+        if self.receiver is not None:
+            self.receiver.close()
 
 
 def _local_outcome(fn: Callable[[], R]) -> tuple[bool, object, list[logging.LogRecord]]:

@@ -36,8 +36,27 @@ def test_results_and_logs_come_back_in_input_order(n_processes, caplog):
     pids = {pid for _, pid in out}
     if n_processes == 1:
         assert pids == {os.getpid()}
-    else:  # forked workers did the work, never the caller
-        assert os.getpid() not in pids and 1 <= len(pids) <= n_processes
+    else:  # forked processes did the work, never the caller
+        assert os.getpid() not in pids
+
+
+def _note_interval(item: tuple[str, int]) -> int:
+    path, x = item
+    start = time.monotonic()
+    time.sleep(0.05 * (1 + x % 3))
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(f"{start} {time.monotonic()}\n")
+    return x
+
+
+@pytest.mark.parametrize("n_processes", [2, 3])
+def test_at_most_n_processes_run_at_once(tmp_path, n_processes):
+    log = str(tmp_path / "intervals.txt")
+    assert process_map(_note_interval, [(log, x) for x in range(8)], n_processes) == list(range(8))
+    intervals = [tuple(map(float, line.split())) for line in open(log, encoding="utf-8")]
+    assert len(intervals) == 8
+    busiest = max(sum(start <= t < end for start, end in intervals) for t, _ in intervals)
+    assert busiest <= n_processes
 
 
 def _note_start(item: tuple[str, int]) -> int:
@@ -68,6 +87,35 @@ def test_a_worker_exception_reaches_the_caller_after_its_log(n_processes, caplog
                                                         "starting 3"]
     if n_processes > 1:  # where it happened travels with it
         assert "_fail_on_three" in raised.value.__notes__[0]
+
+
+def _fail_first_or_sleep(item: tuple[str, int]) -> int:
+    path, x = item
+    if x == 0:
+        for _ in range(200):  # until item 1 runs
+            if os.path.exists(path):
+                break
+            time.sleep(0.05)
+        raise KeyError("bad item 0")
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()}\n")
+    os.replace(path + ".tmp", path)
+    time.sleep(30)
+    return x
+
+
+def test_a_failure_ends_the_processes_still_running(tmp_path):
+    """Nothing waits for the other items once an earlier one failed: the processes still
+    running are ended (one process per item, no shared queue, so ending one cannot leave a
+    lock held: multiprocessing.Pool.terminate can hang when it kills a worker mid-result)."""
+    log = tmp_path / "pids.txt"
+    with pytest.raises(KeyError, match="bad item 0"):
+        # item 1 starts first (costliest) and is running when item 0 fails
+        process_map(_fail_first_or_sleep, [(str(log), 0), (str(log), 1)], 2,
+                    cost=lambda item: item[1])
+    pid = int(log.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ended and reaped
 
 
 def test_nothing_to_do_and_bad_counts():
