@@ -51,14 +51,19 @@ def _sift_down(heap, size, start):
 
 
 @numba.njit(nogil=True, cache=True)
-def _room(ints, values, n):
-    """``ints`` (rows x columns) and ``values`` with room for row ``n``: doubled when full."""
-    if n < len(values):
-        return ints, values
-    more_ints = np.empty((2 * len(values), ints.shape[1]), ints.dtype)
-    more_ints[:n] = ints
-    more_values = np.empty(2 * len(values), values.dtype)
-    more_values[:n] = values
+def _room(ints, values, n, more):
+    """Copies of ``ints`` (rows x columns) and ``values`` with room for ``more`` rows after
+    the first ``n``: at least doubled.
+
+    Callers check the room themselves and call this only when short: a call that returns
+    arrays costs reference counting, which once per entry written took half the time of
+    :func:`row_candidates` (1.37 vs 0.69 s for 200,000 users at L).
+    """
+    size = max(2 * len(values), n + more)
+    more_ints = np.empty((size, ints.shape[1]), ints.dtype)
+    more_ints[:n] = ints[:n]
+    more_values = np.empty(size, values.dtype)
+    more_values[:n] = values[:n]
     return more_ints, more_values
 
 
@@ -141,12 +146,13 @@ def row_candidates(left_indptr, left_indices, left_data, rows, right_indptr, rig
         bound = -np.inf
         if n_positive > k:
             bound = heap[0] - RELATIVE_TIE_TOLERANCE * abs(heap[0])
+        if n_out + n_touched > len(out_value):
+            out, out_value = _room(out, out_value, n_out, n_touched)
         for t in range(n_touched):
             j = touched[t]
             value = accumulator[j]
             seen[j] = False
             if value > 0.0 and value >= bound:
-                out, out_value = _room(out, out_value, n_out)
                 out[n_out, 0] = p
                 out[n_out, 1] = j
                 out[n_out, 2] = best_from[j]
@@ -210,6 +216,8 @@ def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols
         j = pick_cols[q]
         best = -np.inf
         first = n_out
+        if n_out + left_indptr[r + 1] - left_indptr[r] > len(out_value):
+            out, out_value = _room(out, out_value, n_out, left_indptr[r + 1] - left_indptr[r])
         for a in range(left_indptr[r], left_indptr[r + 1]):
             i = left_indices[a]
             low = right_indptr[i]
@@ -226,7 +234,6 @@ def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols
             if value > best:
                 best = value
             if value >= best - RELATIVE_TIE_TOLERANCE * abs(best):
-                out, out_value = _room(out, out_value, n_out)
                 out[n_out, 0] = q
                 out[n_out, 1] = i
                 out_value[n_out] = value

@@ -18,8 +18,10 @@ from marketing.response_metrics import (
 )
 from marketing.scoring import (
     FEATURES,
+    LOG1P_FEATURES,
     MODEL_FEATURES,
     ResponseModel,
+    _log1p_counts,
     score_users,
     split_by_send_day,
     train_response_model,
@@ -373,6 +375,21 @@ def test_lift_by_decile_matches_brute_force():
 
 def test_features_constant():
     assert MODEL_FEATURES[:-1] == FEATURES and MODEL_FEATURES[-1] == "is_never_ordered"
+
+
+def test_log1p_counts_match_a_column_by_column_version():
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 50, (40, len(MODEL_FEATURES)))
+    x[::3] = np.nan
+    x[1, :] = [-np.inf, np.inf] * (len(MODEL_FEATURES) // 2) + [np.inf] * (len(MODEL_FEATURES) % 2)
+    expected = x.copy()
+    for index, name in enumerate(MODEL_FEATURES):
+        if name in LOG1P_FEATURES:
+            expected[:, index] = np.log1p(np.maximum(x[:, index], 0.0))
+    got = _log1p_counts(x)
+    np.testing.assert_array_equal(got, expected)  # NaN in the same places, negatives kept
+    assert got is not x and not np.shares_memory(got, x)
+    assert 0 < sum(name in LOG1P_FEATURES for name in MODEL_FEATURES) < len(MODEL_FEATURES)
 
 
 def test_model_pickles(sends, model):
