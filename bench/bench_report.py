@@ -23,22 +23,34 @@ def render_markdown(result: dict) -> str:
         f"{result['machine']['load_average_at_start'][0]}).",
         "",
         "| stage | full refresh (s) | incremental day (s) | incremental day, models "
-        "reused (s) | peak RSS, full / incremental / reused (MB) |",
-        "|---|---:|---:|---:|---:|",
+        "reused (s) | CPU s, full / incremental / reused | peak RSS, full / incremental / "
+        "reused (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     peaks = [result.get(key, {}) for key in (
         "stage_peak_rss_mb", "incremental_stage_peak_rss_mb",
         "incremental_reused_models_stage_peak_rss_mb")]
+    cpu = [result.get(key, {}) for key in (
+        "stage_cpu_s", "incremental_stage_cpu_s", "incremental_reused_models_stage_cpu_s")]
     reused = result.get("incremental_reused_models_stages", {})
     for name, seconds in result["stages"].items():
         stage_peaks = " / ".join(f"{p.get(name, float('nan')):,.0f}" for p in peaks)
+        stage_cpu = " / ".join(f"{c.get(name, float('nan')):.2f}" for c in cpu)
         lines.append(f"| {name} | {seconds:.2f} | {result['incremental_stages'].get(name, 0):.2f} "
-                     f"| {reused.get(name, float('nan')):.2f} | {stage_peaks} |")
+                     f"| {reused.get(name, float('nan')):.2f} | {stage_cpu} | {stage_peaks} |")
+    total_cpu = " / ".join(f"{result.get(key, float('nan')):.1f}" for key in (
+        "total_cpu_s", "incremental_day_cpu_s", "incremental_day_reused_models_cpu_s"))
     lines += [
         f"| **total** | **{result['total_wall_s']:.2f}** | **{result['incremental_day_s']:.2f}** "
         f"| **{result.get('incremental_day_reused_models_s', float('nan')):.2f}** "
-        f"| **{result['full_refresh_peak_rss_mb']:,.0f}** (full refresh) |",
+        f"| **{total_cpu}** | **{result['full_refresh_peak_rss_mb']:,.0f}** (full refresh) |",
         "",
+        "- CPU s: user + system seconds of the benchmark process and of its child processes "
+        "that ended in the stage (the publish step's and the evaluation's forked workers); "
+        f"cores used on average: {_cores(result, 'total_cpu_s', 'total_wall_s')} full refresh, "
+        f"{_cores(result, 'incremental_day_cpu_s', 'incremental_day_s')} incremental day, "
+        f"{_cores(result, 'incremental_day_reused_models_cpu_s', 'incremental_day_reused_models_s')}"
+        " models reused",
         f"- incremental day, models reused: D + 1 on a copy of D's state with "
         f"model_refit_days = {result['reuse_refit_days']}: segments, churn/spend, "
         "response and item neighbours use D's fits and dbt keeps the training marts "
@@ -76,6 +88,12 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cores(result: dict, cpu_key: str, wall_key: str) -> str:
+    """CPU seconds over wall seconds of a pass, or "n/a" for results without CPU seconds."""
+    cpu, wall = result.get(cpu_key), result.get(wall_key)
+    return f"{cpu / wall:.2f}" if cpu is not None and wall else "n/a"
+
+
 def render_summary(results: list[dict]) -> str:
     """All scales side by side, with seconds per million events (linearity check)."""
     results = sorted(results, key=lambda r: r["sizes"]["events_generated"])
@@ -93,6 +111,8 @@ def render_summary(results: list[dict]) -> str:
         ("incremental day", lambda r: f"{r['incremental_day_s']:.1f}"),
         ("incremental day, models reused",
          lambda r: f"{r.get('incremental_day_reused_models_s', float('nan')):.1f}"),
+        ("CPU s, full refresh", lambda r: f"{r.get('total_cpu_s', float('nan')):.1f}"),
+        ("CPU s, incremental day", lambda r: f"{r.get('incremental_day_cpu_s', float('nan')):.1f}"),
         ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:,.0f}"),
         ("users", lambda r: f"{r['sizes']['n_users']:,}"),
         ("items", lambda r: f"{r['sizes']['n_items']:,}"),

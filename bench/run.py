@@ -154,6 +154,16 @@ class RssSampler:
         return round(self.peak_bytes / _MB, 1)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended (the
+    publish step's and the recommendations' evaluation's forked processes are waited for)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
 @contextmanager
 def _timed(
     name: str,
@@ -161,11 +171,13 @@ def _timed(
     bar: tqdm | None = None,
     sampler: RssSampler | None = None,
     peaks: dict[str, float] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> Iterator[None]:
     if bar is not None:
         bar.set_postfix_str(name)
     if sampler is not None:
         sampler.start_window()
+    cpu_started = cpu_seconds()
     started = time.perf_counter()
     try:
         yield
@@ -174,6 +186,8 @@ def _timed(
     except Exception as exc:
         raise BenchError(f"stage {name!r} failed: {exc}") from exc
     timings[name] = round(time.perf_counter() - started, 3)
+    if cpu is not None:
+        cpu[name] = round(cpu_seconds() - cpu_started, 3)
     if sampler is not None and peaks is not None:
         peaks[name] = round(max(sampler.window_peak_bytes,
                                 sampler._process.memory_info().rss) / _MB, 1)
@@ -243,12 +257,14 @@ def refresh(
     sampler: RssSampler | None = None,
     peaks: dict[str, float] | None = None,
     overhead: dict[str, float] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> tuple[dict, list[dict]]:
     """Every stage of the DAG for ``as_of``; returns (stage seconds, dbt node timings).
 
     With ``sampler`` and ``peaks``, each stage's peak RSS (MB) is stored in ``peaks``; with
     ``overhead``, the seconds spent releasing heap between stages add up in
-    ``overhead["heap_release_s"]`` (harness time, not part of any stage).
+    ``overhead["heap_release_s"]`` (harness time, not part of any stage); with ``cpu``, each
+    stage's CPU seconds (:func:`cpu_seconds`) are stored in ``cpu``.
     """
     from marketing import pipeline
 
@@ -281,7 +297,7 @@ def refresh(
         ("snapshot", lambda: pipeline.publish_snapshot(settings, as_of)),
     ]
     for name, step in steps:
-        with _timed(name, timings, bar, sampler, peaks):
+        with _timed(name, timings, bar, sampler, peaks, cpu):
             step()
         started = time.perf_counter()
         release_free_heap()
@@ -494,7 +510,9 @@ def run_benchmark(
         started = time.perf_counter()
         stage_peaks: dict[str, float] = {}
         harness: dict[str, float] = {}
-        stages, dbt_nodes = refresh(end_date, settings, bar, sampler, stage_peaks, harness)
+        stage_cpu: dict[str, float] = {}
+        stages, dbt_nodes = refresh(end_date, settings, bar, sampler, stage_peaks, harness,
+                                    stage_cpu)
         total_wall_s = round(time.perf_counter() - started - harness["heap_release_s"], 3)
         full_peak_mb = max(round(sampler.peak_bytes / _MB, 1), *stage_peaks.values())
         # the reuse pass starts from this state too (dbt's DuckDB is closed after each build)
@@ -502,8 +520,9 @@ def run_benchmark(
         started = time.perf_counter()
         harness_next: dict[str, float] = {}
         incremental_peaks: dict[str, float] = {}
+        incremental_cpu: dict[str, float] = {}
         incremental, _ = refresh(next_day, settings, bar, sampler, incremental_peaks,
-                                 harness_next)
+                                 harness_next, incremental_cpu)
         incremental_day_s = round(
             time.perf_counter() - started - harness_next["heap_release_s"], 3)
         # the same day on the copy of D's state, now reusing D's fits; the copy runs under
@@ -516,7 +535,9 @@ def run_benchmark(
             started = time.perf_counter()
             harness_reuse: dict[str, float] = {}
             reused_peaks: dict[str, float] = {}
-            reused, _ = refresh(next_day, reuse, bar, sampler, reused_peaks, harness_reuse)
+            reused_cpu: dict[str, float] = {}
+            reused, _ = refresh(next_day, reuse, bar, sampler, reused_peaks, harness_reuse,
+                                reused_cpu)
             reused_day_s = round(
                 time.perf_counter() - started - harness_reuse["heap_release_s"], 3)
         settings = _settings_for(work_dir)
@@ -549,12 +570,20 @@ def run_benchmark(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         "stages": stages,
         "stage_peak_rss_mb": stage_peaks,
+        # CPU seconds of the process and its ended children per stage (>= wall on 2 cores
+        # when the stage uses both): what a pass costs in core time
+        "stage_cpu_s": stage_cpu,
+        "total_cpu_s": round(sum(stage_cpu.values()), 3),
         "incremental_day_s": incremental_day_s,
         "incremental_stages": incremental,
         "incremental_stage_peak_rss_mb": incremental_peaks,
+        "incremental_stage_cpu_s": incremental_cpu,
+        "incremental_day_cpu_s": round(sum(incremental_cpu.values()), 3),
         "incremental_day_reused_models_s": reused_day_s,
         "incremental_reused_models_stages": reused,
         "incremental_reused_models_stage_peak_rss_mb": reused_peaks,
+        "incremental_reused_models_stage_cpu_s": reused_cpu,
+        "incremental_day_reused_models_cpu_s": round(sum(reused_cpu.values()), 3),
         "reuse_refit_days": REUSE_REFIT_DAYS,
         "reuse_training_marts_from": reuse_plan,
         "seconds_per_million_events": round(total_wall_s / max(events_full, 1) * 1e6, 3),

@@ -73,6 +73,16 @@ def test_result_has_the_contract_keys_and_every_stage(tiny_result):
         assert max(result[key].values()) <= result["peak_rss_mb"]
     machine = result["machine"]
     assert machine["cpu_count"] >= 1 and machine["libraries"]["duckdb"] == duckdb.__version__
+    for stages, total in (("stage_cpu_s", "total_cpu_s"),
+                          ("incremental_stage_cpu_s", "incremental_day_cpu_s"),
+                          ("incremental_reused_models_stage_cpu_s",
+                           "incremental_day_reused_models_cpu_s")):
+        assert list(result[stages]) == list(bench.STAGES)
+        assert all(seconds >= 0 for seconds in result[stages].values())
+        assert result[total] == pytest.approx(sum(result[stages].values()), abs=0.01)
+    # dbt and the fits do work in every pass; no pass can use more than every CPU all along
+    assert result["stage_cpu_s"]["dbt_profiles"] > 0.1
+    assert result["total_cpu_s"] <= machine["cpu_count"] * result["total_wall_s"] + 0.5
 
 
 def test_comparisons_ran_on_the_real_matrix(tiny_result):
@@ -154,6 +164,25 @@ def test_results_files_are_written_and_summarised(tiny_result, tmp_path):
         assert f"| {stage} |" in table
     summary = (tmp_path / "summary.md").read_text()
     assert "| **full refresh** |" in summary and summary.splitlines()[2] == "| stage | T |"
+    assert f"| CPU s, incremental day | {result['incremental_day_cpu_s']:.1f} |" in summary
+    cores = result["total_cpu_s"] / result["total_wall_s"]
+    assert f"cores used on average: {cores:.2f} full refresh" in table
+
+
+def _burn_cpu(seconds: float) -> int:
+    count, stop = 0, time.process_time() + seconds
+    while time.process_time() < stop:
+        count += 1
+    return count
+
+
+def test_cpu_seconds_count_ended_child_processes():
+    """The publish step's and the evaluation's forked workers are part of a stage's CPU."""
+    from marketing.processes import process_map
+
+    before = bench.cpu_seconds()
+    process_map(_burn_cpu, [0.4, 0.4], 2)
+    assert bench.cpu_seconds() - before >= 0.7
 
 
 def _brute_force_user_user(x: np.ndarray, n: int) -> list[list[int]]:
