@@ -307,6 +307,29 @@ def refresh(
     return timings, nodes
 
 
+@dataclasses.dataclass
+class MeasuredPass:
+    """One pass of :func:`refresh` with what the benchmark records of it."""
+
+    stages: dict[str, float]
+    dbt_nodes: list[dict]
+    wall_s: float  # the stages back to back, without the harness's heap release
+    heap_release_s: float  # between-stage garbage collection and malloc_trim
+    peak_rss_mb: dict[str, float]
+    cpu_s: dict[str, float]
+
+
+def measured_pass(as_of: date, settings, bar: tqdm, sampler: RssSampler) -> MeasuredPass:
+    """:func:`refresh` of ``as_of`` with its wall time, stage peaks and CPU seconds."""
+    harness: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    started = time.perf_counter()
+    stages, nodes = refresh(as_of, settings, bar, sampler, peaks, harness, cpu)
+    wall_s = round(time.perf_counter() - started - harness["heap_release_s"], 3)
+    return MeasuredPass(stages, nodes, wall_s, harness["heap_release_s"], peaks, cpu)
+
+
 def release_free_heap() -> None:
     """Collect garbage and return freed heap pages to the OS (glibc only; else a no-op).
 
@@ -507,24 +530,11 @@ def run_benchmark(
     bar = tqdm(total=3 * len(STAGES), desc=f"bench {scale}", unit="stage", file=sys.stderr,
                disable=not progress)
     with bar, RssSampler() as sampler:
-        started = time.perf_counter()
-        stage_peaks: dict[str, float] = {}
-        harness: dict[str, float] = {}
-        stage_cpu: dict[str, float] = {}
-        stages, dbt_nodes = refresh(end_date, settings, bar, sampler, stage_peaks, harness,
-                                    stage_cpu)
-        total_wall_s = round(time.perf_counter() - started - harness["heap_release_s"], 3)
-        full_peak_mb = max(round(sampler.peak_bytes / _MB, 1), *stage_peaks.values())
+        full = measured_pass(end_date, settings, bar, sampler)
+        full_peak_mb = max(round(sampler.peak_bytes / _MB, 1), *full.peak_rss_mb.values())
         # the reuse pass starts from this state too (dbt's DuckDB is closed after each build)
         shutil.copytree(work_dir, reuse_dir(work_dir))
-        started = time.perf_counter()
-        harness_next: dict[str, float] = {}
-        incremental_peaks: dict[str, float] = {}
-        incremental_cpu: dict[str, float] = {}
-        incremental, _ = refresh(next_day, settings, bar, sampler, incremental_peaks,
-                                 harness_next, incremental_cpu)
-        incremental_day_s = round(
-            time.perf_counter() - started - harness_next["heap_release_s"], 3)
+        incremental = measured_pass(next_day, settings, bar, sampler)
         # the same day on the copy of D's state, now reusing D's fits; the copy runs under
         # work_dir's own path, as a deployment would (dbt's saved parse is tied to the path)
         with _swapped(work_dir, reuse_dir(work_dir)):
@@ -532,14 +542,7 @@ def run_benchmark(
                                         model_refit_days=REUSE_REFIT_DAYS)
             # the fit date whose training marts the reuse pass keeps ("" = rebuilt)
             reuse_plan = pipeline_plan(next_day, reuse)
-            started = time.perf_counter()
-            harness_reuse: dict[str, float] = {}
-            reused_peaks: dict[str, float] = {}
-            reused_cpu: dict[str, float] = {}
-            reused, _ = refresh(next_day, reuse, bar, sampler, reused_peaks, harness_reuse,
-                                reused_cpu)
-            reused_day_s = round(
-                time.perf_counter() - started - harness_reuse["heap_release_s"], 3)
+            reused = measured_pass(next_day, reuse, bar, sampler)
         settings = _settings_for(work_dir)
     peak_rss_mb = max(sampler.peak_mb, full_peak_mb)
 
@@ -547,11 +550,11 @@ def run_benchmark(
     matrix = _user_item_matrix(settings, next_day)
     neighbours = compare_neighbours(matrix, settings.neighbours_k,
                                     repeats=repeats if scale != "L" else 1)
-    baseline = dense_baseline(matrix, settings.recommendations_n, stages["recommendations"])
+    baseline = dense_baseline(matrix, settings.recommendations_n, full.stages["recommendations"])
     del matrix
 
     events_full = sample["events"]  # the D + 1 run lands one more day on top
-    slowest = sorted(dbt_nodes, key=lambda node: node["seconds"], reverse=True)[:8]
+    slowest = sorted(full.dbt_nodes, key=lambda node: node["seconds"], reverse=True)[:8]
     return {
         "scale": scale,
         "as_of_date": end_date.isoformat(),
@@ -559,39 +562,39 @@ def run_benchmark(
         "sizes": {**SCALES[scale], "events_generated": events_full,
                   "orders_generated": sample["orders"], "sessions_generated": sample["sessions"]},
         "generate_s": generate_s,
-        "total_wall_s": total_wall_s,
+        "total_wall_s": full.wall_s,
         # between-stage garbage collection and malloc_trim (excluded from the totals)
-        "heap_release_s": harness["heap_release_s"],
+        "heap_release_s": full.heap_release_s,
         "peak_rss_mb": peak_rss_mb,
         "full_refresh_peak_rss_mb": full_peak_mb,
         "process_max_rss_mb": round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "children_max_rss_mb": round(
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "stages": stages,
-        "stage_peak_rss_mb": stage_peaks,
+        "stages": full.stages,
+        "stage_peak_rss_mb": full.peak_rss_mb,
         # CPU seconds of the process and its ended children per stage (>= wall on 2 cores
         # when the stage uses both): what a pass costs in core time
-        "stage_cpu_s": stage_cpu,
-        "total_cpu_s": round(sum(stage_cpu.values()), 3),
-        "incremental_day_s": incremental_day_s,
-        "incremental_stages": incremental,
-        "incremental_stage_peak_rss_mb": incremental_peaks,
-        "incremental_stage_cpu_s": incremental_cpu,
-        "incremental_day_cpu_s": round(sum(incremental_cpu.values()), 3),
-        "incremental_day_reused_models_s": reused_day_s,
-        "incremental_reused_models_stages": reused,
-        "incremental_reused_models_stage_peak_rss_mb": reused_peaks,
-        "incremental_reused_models_stage_cpu_s": reused_cpu,
-        "incremental_day_reused_models_cpu_s": round(sum(reused_cpu.values()), 3),
+        "stage_cpu_s": full.cpu_s,
+        "total_cpu_s": round(sum(full.cpu_s.values()), 3),
+        "incremental_day_s": incremental.wall_s,
+        "incremental_stages": incremental.stages,
+        "incremental_stage_peak_rss_mb": incremental.peak_rss_mb,
+        "incremental_stage_cpu_s": incremental.cpu_s,
+        "incremental_day_cpu_s": round(sum(incremental.cpu_s.values()), 3),
+        "incremental_day_reused_models_s": reused.wall_s,
+        "incremental_reused_models_stages": reused.stages,
+        "incremental_reused_models_stage_peak_rss_mb": reused.peak_rss_mb,
+        "incremental_reused_models_stage_cpu_s": reused.cpu_s,
+        "incremental_day_reused_models_cpu_s": round(sum(reused.cpu_s.values()), 3),
         "reuse_refit_days": REUSE_REFIT_DAYS,
         "reuse_training_marts_from": reuse_plan,
-        "seconds_per_million_events": round(total_wall_s / max(events_full, 1) * 1e6, 3),
+        "seconds_per_million_events": round(full.wall_s / max(events_full, 1) * 1e6, 3),
         "dbt_slowest_nodes": slowest,
         # Seconds dbt spent inside models and tests; the rest of the stage is dbt's own
         # start-up, parsing and compilation.
         "dbt_node_seconds": {
-            stage: round(sum(n["seconds"] for n in dbt_nodes if n["stage"] == stage), 3)
+            stage: round(sum(n["seconds"] for n in full.dbt_nodes if n["stage"] == stage), 3)
             for stage in ("dbt_profiles", "dbt_audiences")
         },
         **neighbours,

@@ -216,8 +216,9 @@ def reason_candidates(left_indptr, left_indices, left_data, pick_rows, pick_cols
         j = pick_cols[q]
         best = -np.inf
         first = n_out
-        if n_out + left_indptr[r + 1] - left_indptr[r] > len(out_value):
-            out, out_value = _room(out, out_value, n_out, left_indptr[r + 1] - left_indptr[r])
+        n_history = left_indptr[r + 1] - left_indptr[r]
+        if n_out + n_history > len(out_value):
+            out, out_value = _room(out, out_value, n_out, n_history)
         for a in range(left_indptr[r], left_indptr[r + 1]):
             i = left_indices[a]
             low = right_indptr[i]
